@@ -1,0 +1,91 @@
+package auth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// allowedAlgs is the whole list of algorithms a token may use. Naming them,
+// rather than trusting the token's "alg", is what defeats "alg: none" and
+// HS256 keyed with a public key.
+var allowedAlgs = []string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg()}
+
+// minRSABits is the smallest RSA modulus trusted for RS256.
+const minRSABits = 2048
+
+// signingMethod returns the one algorithm this service pairs with pub. Pinning
+// each key to a single algorithm means a token cannot choose how its key is used.
+func signingMethod(pub crypto.PublicKey) (jwt.SigningMethod, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < minRSABits {
+			return nil, fmt.Errorf("RSA key shorter than %d bits", minRSABits)
+		}
+		return jwt.SigningMethodRS256, nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, errors.New("EC key not on P-256")
+		}
+		return jwt.SigningMethodES256, nil
+	}
+	return nil, fmt.Errorf("unsupported key type %T", pub)
+}
+
+// publicJWK describes pub as a signature-verification JWK with kid and alg
+// set. The signer publishes keys with it and the verifier stores keys through
+// it, so both agree on what a usable key looks like.
+func publicJWK(pub crypto.PublicKey, kid string) (jwkset.JWK, error) {
+	method, err := signingMethod(pub)
+	if err != nil {
+		return jwkset.JWK{}, err
+	}
+	return jwkset.NewJWKFromKey(pub, jwkset.JWKOptions{
+		Metadata: jwkset.JWKMetadataOptions{
+			ALG: jwkset.ALG(method.Alg()),
+			KID: kid,
+			USE: jwkset.UseSig,
+		},
+	})
+}
+
+// staticKeys returns the key lookup for a fixed JWK Set. Only public RS256
+// and ES256 signing keys with a kid are kept; others are skipped, as RFC 7517
+// section 5 asks, so a symmetric or private key in the set can never be used.
+func staticKeys(raw []byte) (keyfunc.Keyfunc, error) {
+	var set jwkset.JWKSMarshal
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fmt.Errorf("bad JWKS JSON: %w", err)
+	}
+	store := jwkset.NewMemoryStorage()
+	for _, m := range set.Keys {
+		if m.KID == "" || (m.USE != "" && m.USE != jwkset.UseSig) {
+			continue
+		}
+		// Private: false drops any private or symmetric material.
+		parsed, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
+		if err != nil {
+			continue
+		}
+		jwk, err := publicJWK(parsed.Key(), m.KID)
+		if err != nil || (m.ALG != "" && m.ALG != jwk.Marshal().ALG) {
+			continue
+		}
+		if err := store.KeyWrite(context.Background(), jwk); err != nil {
+			return nil, err
+		}
+	}
+	if all, _ := store.KeyReadAll(context.Background()); len(all) == 0 {
+		return nil, errors.New("JWKS has no usable RS256 or ES256 signing key with a kid")
+	}
+	return keyfunc.New(keyfunc.Options{Storage: store})
+}
