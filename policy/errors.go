@@ -57,3 +57,9 @@ func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
 func deny(reason, message string) *DeniedError {
 	return &DeniedError{Reason: reason, Message: message}
 }
+
+// MissingRole is the denial for a caller whose token lacks role, for
+// operations that name no plan (lists, watches, audit).
+func MissingRole(role string) *DeniedError {
+	return deny(ReasonMissingRole, "this operation needs the role "+role)
+}

@@ -1,6 +1,9 @@
 package validate
 
-import "strings"
+import (
+	"errors"
+	"strings"
+)
 
 // FieldViolation names one bad field and why it is bad. It maps one to one
 // onto google.rpc.BadRequest.FieldViolation.
@@ -38,3 +41,10 @@ func (e *Error) Error() string {
 	}
 	return b.String()
 }
+
+// ErrInvalid is matched by errors.Is on every *Error, so the server maps
+// any validation failure to INVALID_ARGUMENT in its one error table.
+var ErrInvalid = errors.New("invalid argument")
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *Error) Is(target error) bool { return target == ErrInvalid }

@@ -1,0 +1,42 @@
+# Every tool runs from a version pinned in this repo (go.mod tool directives,
+# tools/buf/go.mod), so a fresh machine needs only Go.
+BUF := go tool -modfile=tools/buf/go.mod buf
+
+.PHONY: all test generate check-generated lint fmt run bench fuzz
+
+all: lint test
+
+## test: the whole test suite with the race detector
+test:
+	go test -race -count=1 ./...
+
+## generate: regenerate Go code from proto/
+generate:
+	$(BUF) generate
+
+## check-generated: fail if regenerating changes committed code
+check-generated: generate
+	@git diff --exit-code -- proto || (echo "generated code is stale: run make generate and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- proto)" || (git status --porcelain -- proto; echo "untracked generated files" >&2; exit 1)
+
+## lint: buf lint, buf format, gofmt and go vet
+lint:
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1)
+	go vet ./...
+
+## fmt: format Go and proto sources
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+	$(BUF) format -w
+
+## run: the server in dev mode
+run:
+	go run ./cmd/careplan-server --dev
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	go test ./validate -run=NONE -fuzz=FuzzNHSNumber -fuzztime=$(FUZZTIME)
+	go test ./validate -run=NONE -fuzz=FuzzCarePlan -fuzztime=$(FUZZTIME)

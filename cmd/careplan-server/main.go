@@ -1,0 +1,89 @@
+// Command careplan-server serves the careplan gRPC API on an embedded bbolt
+// store. `careplan-server --dev` runs it with nothing else installed.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/careplan/careplan/server"
+	"github.com/careplan/careplan/store/boltstore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "careplan-server:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+// run starts the server and blocks until ctx ends, then drains in-flight
+// calls (bounded by --shutdown-timeout) and closes the store. ready, when not
+// nil, receives the listening address (for tests).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- string) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+
+	verifier, banner, err := cfg.verifier(time.Now())
+	if err != nil {
+		return err
+	}
+	creds, err := cfg.transportCredentials()
+	if err != nil {
+		return err
+	}
+	st, err := boltstore.Open(cfg.data, boltstore.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	srv, err := server.New(server.Config{
+		Store: st, Verifier: verifier, Logger: logger, Creds: creds, MaxRequestBytes: cfg.maxRequestBytes,
+	})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	addr := lis.Addr().String()
+	logger.Info("careplan-server listening", "addr", addr, "data", cfg.data, "tls", creds != nil, "dev", cfg.dev)
+	if banner != nil {
+		banner(stdout, addr)
+	}
+	if ready != nil {
+		ready <- addr
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: draining in-flight calls", "timeout", cfg.shutdownTimeout.String())
+	srv.Shutdown(cfg.shutdownTimeout)
+	logger.Info("stopped")
+	return nil
+}

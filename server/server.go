@@ -1,0 +1,158 @@
+// Package server builds the careplan gRPC server: the interceptor chain,
+// the services, health and reflection. Handlers are thin: they check the
+// request, ask the policy, call the store and map the error in one table.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/careplan/careplan/auth"
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
+	"github.com/careplan/careplan/store"
+	"github.com/careplan/careplan/validate"
+)
+
+// DefaultMaxRequestBytes is the largest request message accepted (1 MiB).
+const DefaultMaxRequestBytes = 1 << 20
+
+// TokenVerifier turns a bearer token into a verified principal.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (*auth.Principal, error)
+}
+
+// Config holds everything New needs.
+type Config struct {
+	Store    store.Store
+	Verifier TokenVerifier
+	// Logger receives one line per call; never request bodies. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// Limits bound request contents. Zero value: validate.DefaultLimits().
+	Limits validate.Limits
+	// MaxRequestBytes bounds one request message. Default 1 MiB; larger
+	// requests fail with RESOURCE_EXHAUSTED.
+	MaxRequestBytes int
+	// Creds enables TLS (or mutual TLS); nil serves plaintext.
+	Creds credentials.TransportCredentials
+	// Watch bounds slow watchers.
+	Watch WatchOptions
+	// ExtraOptions are appended to the server options (tests, metrics).
+	ExtraOptions []grpc.ServerOption
+}
+
+// Server is the careplan gRPC server with its health service.
+type Server struct {
+	*grpc.Server
+	Health *health.Server
+}
+
+// New builds the one grpc.Server of the process: the interceptor chain,
+// message limits, CarePlanService, health and reflection.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Verifier == nil {
+		return nil, errors.New("server: Store and Verifier are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Limits == (validate.Limits{}) {
+		cfg.Limits = validate.DefaultLimits()
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	svc := &carePlanService{store: cfg.Store, limits: cfg.Limits, watch: cfg.Watch}
+	a := &authenticator{verifier: cfg.Verifier}
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithFieldsFromContext(callFields),
+	}
+	// Only health and reflection are served without a token.
+	needsToken := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+		return c.Service != healthpb.Health_ServiceDesc.ServiceName &&
+			!strings.HasPrefix(c.Service, "grpc.reflection.")
+	})
+	recoverOpt := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		cfg.Logger.ErrorContext(ctx, "panic in handler", "panic", p)
+		return status.Error(codes.Internal, "internal error")
+	})
+	logger := interceptorLogger(cfg.Logger)
+
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		// Order: call info (so the logger sees who called) → logging →
+		// auth → audit → validation → recovery (innermost, so a panic
+		// becomes INTERNAL and is still logged and audited).
+		grpc.ChainUnaryInterceptor(
+			callInfoUnary,
+			logging.UnaryServerInterceptor(logger, logOpts...),
+			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(a.authenticate), needsToken),
+			auditUnary(cfg.Store),
+			validationUnary(cfg.Limits),
+			recovery.UnaryServerInterceptor(recoverOpt),
+		),
+		grpc.ChainStreamInterceptor(
+			callInfoStream,
+			logging.StreamServerInterceptor(logger, logOpts...),
+			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(a.authenticate), needsToken),
+			// No audit here: the only stream, WatchCarePlans, names no
+			// plan, and it delivers only to related organisations.
+			validationStream(cfg.Limits),
+			recovery.StreamServerInterceptor(recoverOpt),
+		),
+	}
+	if cfg.Creds != nil {
+		opts = append(opts, grpc.Creds(cfg.Creds))
+	}
+	opts = append(opts, cfg.ExtraOptions...)
+
+	gs := grpc.NewServer(opts...)
+	careplanv1.RegisterCarePlanServiceServer(gs, svc)
+	careplanv1.RegisterAuditServiceServer(gs, &auditService{store: cfg.Store, limits: cfg.Limits})
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	hs.SetServingStatus(careplanv1.CarePlanService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(gs)
+	return &Server{Server: gs, Health: hs}, nil
+}
+
+// interceptorLogger adapts slog to the middleware's logger.
+func interceptorLogger(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
+
+// Shutdown reports NOT_SERVING, lets in-flight calls finish for up to
+// timeout, then stops hard. The caller closes the store afterwards.
+func (s *Server) Shutdown(timeout time.Duration) {
+	s.Health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		s.Stop()
+		<-done
+	}
+}

@@ -1,0 +1,119 @@
+// Package boltstore is the embedded careplan store: one bbolt file, every
+// change in one transaction, concurrent writers sharing fsyncs through a
+// commit loop (group commit). It is never opened with NoSync.
+package boltstore
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/careplan/careplan/store"
+)
+
+// Options tune the store. The zero value is usable.
+type Options struct {
+	// MaxBatch caps how many queued operations share one transaction and one
+	// fsync. Default 512.
+	MaxBatch int
+	// OpenTimeout bounds the wait for the file lock held by another process.
+	// Default 1s.
+	OpenTimeout time.Duration
+}
+
+// Store is a store.Store on a bbolt file.
+type Store struct {
+	db       *bolt.DB
+	maxBatch int
+
+	ops     chan *op // unbuffered: a send succeeds only while the loop runs
+	closing chan struct{}
+	stopped chan struct{}
+	closeMu sync.Once
+
+	// rev is the latest committed revision; revMu guards revChanged, which
+	// is closed and replaced on every commit that adds a revision.
+	rev        atomic.Int64
+	revMu      sync.Mutex
+	revChanged chan struct{}
+
+	// txRev is the highest revision written by the batch being committed.
+	// Only the commit loop goroutine touches it.
+	txRev int64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (or creates) the store file at path.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if opts.OpenTimeout <= 0 {
+		opts.OpenTimeout = time.Second
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: locked by another process: %w", path, err)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	var rev uint64
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := initSchemaTx(tx); err != nil {
+			return err
+		}
+		rev = tx.Bucket(bucketRevisions).Sequence()
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{
+		db:         db,
+		maxBatch:   opts.MaxBatch,
+		ops:        make(chan *op),
+		closing:    make(chan struct{}),
+		stopped:    make(chan struct{}),
+		revChanged: make(chan struct{}),
+	}
+	s.rev.Store(int64(rev))
+	go s.commitLoop()
+	return s, nil
+}
+
+// DB exposes the underlying bbolt handle for offline tools (backup, checks).
+func (s *Store) DB() *bolt.DB { return s.db }
+
+// Close stops the commit loop, failing operations still queued, and closes
+// the file.
+func (s *Store) Close() error {
+	var err error
+	s.closeMu.Do(func() {
+		close(s.closing)
+		<-s.stopped
+		err = s.db.Close()
+	})
+	return err
+}
+
+// view runs fn in a read transaction, mapping storage failures to
+// store.ErrUnavailable.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	err := s.db.View(fn)
+	if err != nil && !isDomain(err) {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	return err
+}

@@ -1,0 +1,121 @@
+package boltstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/careplan/careplan/store"
+)
+
+// txFunc runs inside a write transaction shared with other operations. It
+// must make every check before its first write, so that a domain error (see
+// isDomain) leaves the transaction untouched. Any other error aborts the
+// whole batch. It may run more than once, so it must set its results afresh
+// on every run.
+type txFunc func(tx *bolt.Tx) error
+
+type op struct {
+	ctx  context.Context
+	fn   txFunc
+	done chan error
+}
+
+// errClosed is returned to operations queued when the store closes.
+var errClosed = fmt.Errorf("%w: store is closed", store.ErrUnavailable)
+
+// commit queues fn for the commit loop and waits until its transaction is
+// durable (or has failed). Operations that wait together commit together, so
+// n concurrent writers pay for about one fsync, not n.
+func (s *Store) commit(ctx context.Context, fn txFunc) error {
+	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closing:
+		return errClosed
+	}
+	// Once queued, wait for the outcome even if ctx ends: the loop skips an
+	// operation whose context has ended before it runs, but one already in a
+	// committing transaction must report what happened.
+	return <-o.done
+}
+
+func (s *Store) commitLoop() {
+	defer close(s.stopped)
+	batch := make([]*op, 0, s.maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		case <-s.closing:
+			return
+		}
+		// Take everyone already waiting; never wait for more, so a lone
+		// writer pays no added latency.
+	fill:
+		for len(batch) < s.maxBatch {
+			select {
+			case o := <-s.ops:
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.runBatch(batch)
+	}
+}
+
+// runBatch commits batch in one transaction. If the transaction fails, each
+// operation is retried alone so that one failing operation cannot fail the
+// others (as bolt.DB.Batch does).
+func (s *Store) runBatch(batch []*op) {
+	results := make([]error, len(batch))
+	s.txRev = 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		s.txRev = 0
+		for i, o := range batch {
+			// Nothing is committed for a caller whose deadline has passed.
+			if err := o.ctx.Err(); err != nil {
+				results[i] = err
+				continue
+			}
+			err := o.fn(tx)
+			if err != nil && !isDomain(err) {
+				return err
+			}
+			results[i] = err
+		}
+		return nil
+	})
+	if err != nil {
+		if len(batch) > 1 {
+			for _, o := range batch {
+				s.runBatch([]*op{o})
+			}
+			return
+		}
+		batch[0].done <- fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		return
+	}
+	if s.txRev > 0 {
+		s.publishRevision(s.txRev)
+	}
+	for i, o := range batch {
+		o.done <- results[i]
+	}
+}
+
+// isDomain reports whether err is an expected outcome of an operation (a
+// refused write) rather than a storage failure.
+func isDomain(err error) bool {
+	return errors.Is(err, store.ErrNotFound) ||
+		errors.Is(err, store.ErrAlreadyExists) ||
+		errors.Is(err, store.ErrEtagMismatch) ||
+		errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded)
+}

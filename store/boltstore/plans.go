@@ -1,0 +1,322 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/careplan/careplan/policy"
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
+	"github.com/careplan/careplan/store"
+)
+
+// maxScan bounds the index entries one list call reads, so a selective
+// filter over a large organisation cannot hold a read transaction for long;
+// the caller gets a continuation instead.
+const maxScan = 10000
+
+// Create implements store.Store.
+func (s *Store) Create(ctx context.Context, w store.Write) (*careplanv1.CarePlan, error) {
+	var out *careplanv1.CarePlan
+	err := s.commit(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		if p, ok, err := replayTx(tx, w); ok || err != nil {
+			out = p
+			return err
+		}
+		nhs := w.Plan.GetNhsNumber()
+		if tx.Bucket(bucketPlans).Get([]byte(nhs)) != nil {
+			return store.ErrAlreadyExists
+		}
+		now := commitTime(w.Now)
+		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
+		p.Version = 1
+		p.CreateTime, p.UpdateTime = now, now
+		p.CreatedBy, p.UpdatedBy = w.Actor, w.Actor
+		p.Etag = etag(p)
+		out = p
+		return s.putVersionTx(tx, nil, p, careplanv1.CarePlanEvent_TYPE_CREATED, w)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Update implements store.Store.
+func (s *Store) Update(ctx context.Context, w store.Write) (*careplanv1.CarePlan, error) {
+	var out *careplanv1.CarePlan
+	err := s.commit(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		if p, ok, err := replayTx(tx, w); ok || err != nil {
+			out = p
+			return err
+		}
+		cur, err := currentTx(tx, w.Plan.GetNhsNumber())
+		if err != nil {
+			return err
+		}
+		if cur.GetEtag() != w.MatchEtag {
+			return &store.EtagMismatchError{Current: cur.GetEtag()}
+		}
+		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
+		p.Version = cur.GetVersion() + 1
+		p.CreateTime, p.CreatedBy = cur.GetCreateTime(), cur.GetCreatedBy()
+		p.UpdateTime, p.UpdatedBy = commitTime(w.Now), w.Actor
+		p.Etag = etag(p)
+		out = p
+		return s.putVersionTx(tx, cur, p, careplanv1.CarePlanEvent_TYPE_UPDATED, w)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// replayTx returns the stored result of an earlier write with the same
+// request key, recording this call's audit event. ok is false when the key
+// is new (or empty).
+func replayTx(tx *bolt.Tx, w store.Write) (*careplanv1.CarePlan, bool, error) {
+	if w.RequestKey == "" {
+		return nil, false, nil
+	}
+	p, ok, err := lookupRequestTx(tx, w.RequestKey)
+	if !ok || err != nil {
+		return nil, false, err
+	}
+	return p, true, appendAuditTx(tx, w.Audit, p)
+}
+
+// putVersionTx writes p as the new current version, with its indexes,
+// revision, idempotency record and audit event. old is nil on create.
+func (s *Store) putVersionTx(tx *bolt.Tx, old, p *careplanv1.CarePlan, typ careplanv1.CarePlanEvent_Type, w store.Write) error {
+	body, err := proto.Marshal(p)
+	if err != nil {
+		return err
+	}
+	nhs := p.GetNhsNumber()
+	if err := tx.Bucket(bucketVersions).Put(versionKey(nhs, p.GetVersion()), body); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketPlans).Put([]byte(nhs), u64(uint64(p.GetVersion()))); err != nil {
+		return err
+	}
+	if err := indexOrgsTx(tx, old, p); err != nil {
+		return err
+	}
+	ev := &careplanv1.CarePlanEvent{
+		Type:      typ,
+		NhsNumber: nhs,
+		CarePlan:  &careplanv1.CarePlan{NhsNumber: nhs, Version: p.GetVersion()},
+		Actor:     w.Actor,
+		EventTime: p.GetUpdateTime(),
+	}
+	if err := s.appendRevisionTx(tx, ev); err != nil {
+		return err
+	}
+	if w.RequestKey != "" {
+		rec := binary.BigEndian.AppendUint64([]byte(nhs), uint64(p.GetVersion()))
+		rec = binary.BigEndian.AppendUint64(rec, uint64(p.GetUpdateTime().AsTime().UnixNano()))
+		if err := tx.Bucket(bucketRequests).Put([]byte(w.RequestKey), rec); err != nil {
+			return err
+		}
+	}
+	return appendAuditTx(tx, w.Audit, p)
+}
+
+// indexOrgsTx keeps org_plans in step: organisations no longer related lose
+// the entry; related ones get a fresh summary.
+func indexOrgsTx(tx *bolt.Tx, old, p *careplanv1.CarePlan) error {
+	b := tx.Bucket(bucketOrgPlans)
+	nhs := p.GetNhsNumber()
+	now := policy.RelatedOrgs(p)
+	if old != nil {
+		for _, org := range policy.RelatedOrgs(old) {
+			if !policy.Related(p, org) {
+				if err := b.Delete(orgPlanKey(org, nhs)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	sum, err := proto.Marshal(summary(p))
+	if err != nil {
+		return err
+	}
+	for _, org := range now {
+		if err := b.Put(orgPlanKey(org, nhs), sum); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// summary holds the fields list filters need.
+func summary(p *careplanv1.CarePlan) *careplanv1.CarePlan {
+	s := &careplanv1.CarePlan{Status: p.GetStatus(), NextReviewDate: p.GetNextReviewDate()}
+	if id := p.GetCoordinator().GetId(); id != "" {
+		s.Coordinator = &careplanv1.Professional{Id: id}
+	}
+	return s
+}
+
+// Get implements store.Store.
+func (s *Store) Get(_ context.Context, nhs string) (*careplanv1.CarePlan, error) {
+	var p *careplanv1.CarePlan
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		p, err = currentTx(tx, nhs)
+		return err
+	})
+	return p, err
+}
+
+// LookupRequest implements store.Store.
+func (s *Store) LookupRequest(_ context.Context, key string) (*careplanv1.CarePlan, bool, error) {
+	var (
+		p  *careplanv1.CarePlan
+		ok bool
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		p, ok, err = lookupRequestTx(tx, key)
+		return err
+	})
+	return p, ok, err
+}
+
+func lookupRequestTx(tx *bolt.Tx, key string) (*careplanv1.CarePlan, bool, error) {
+	rec := tx.Bucket(bucketRequests).Get([]byte(key))
+	if rec == nil {
+		return nil, false, nil
+	}
+	if len(rec) < 16 {
+		return nil, false, errors.New("corrupt request record")
+	}
+	nhs := string(rec[:len(rec)-16])
+	version := int64(binary.BigEndian.Uint64(rec[len(rec)-16:]))
+	p, err := versionTx(tx, nhs, version)
+	return p, err == nil, err
+}
+
+func currentTx(tx *bolt.Tx, nhs string) (*careplanv1.CarePlan, error) {
+	v := tx.Bucket(bucketPlans).Get([]byte(nhs))
+	if v == nil {
+		return nil, store.ErrNotFound
+	}
+	return versionTx(tx, nhs, int64(binary.BigEndian.Uint64(v)))
+}
+
+func versionTx(tx *bolt.Tx, nhs string, version int64) (*careplanv1.CarePlan, error) {
+	body := tx.Bucket(bucketVersions).Get(versionKey(nhs, version))
+	if body == nil {
+		return nil, fmt.Errorf("version %d of a plan is missing", version)
+	}
+	p := &careplanv1.CarePlan{}
+	if err := proto.Unmarshal(body, p); err != nil {
+		return nil, fmt.Errorf("decode plan version: %w", err)
+	}
+	return p, nil
+}
+
+// ListVersions implements store.Store.
+func (s *Store) ListVersions(_ context.Context, nhs string, after int64, limit int) ([]*careplanv1.CarePlan, error) {
+	var out []*careplanv1.CarePlan
+	err := s.view(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketPlans).Get([]byte(nhs)) == nil {
+			return store.ErrNotFound
+		}
+		c := tx.Bucket(bucketVersions).Cursor()
+		prefix := []byte(nhs)
+		for k, v := c.Seek(versionKey(nhs, after+1)); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Next() {
+			if len(k) != len(prefix)+8 {
+				continue // another, longer key space; NHS numbers are fixed length
+			}
+			p := &careplanv1.CarePlan{}
+			if err := proto.Unmarshal(v, p); err != nil {
+				return fmt.Errorf("decode plan version: %w", err)
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ListPlans implements store.Store.
+func (s *Store) ListPlans(_ context.Context, q store.PlanQuery) ([]*careplanv1.CarePlan, string, error) {
+	var (
+		out  []*careplanv1.CarePlan
+		next string
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		out, next = nil, ""
+		prefix := orgPrefix(q.Org)
+		c := tx.Bucket(bucketOrgPlans).Cursor()
+		k, v := c.Seek(append(prefix, q.After...))
+		if k != nil && q.After != "" && string(k[len(prefix):]) == q.After {
+			k, v = c.Next()
+		}
+		lastScanned := q.After
+		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			if len(out) == q.Limit || scanned == maxScan {
+				next = lastScanned // entries remain: continue after the last one read
+				return nil
+			}
+			nhs := string(k[len(prefix):])
+			lastScanned = nhs
+			scanned++
+			sum := &careplanv1.CarePlan{}
+			if err := proto.Unmarshal(v, sum); err != nil {
+				return fmt.Errorf("decode index entry: %w", err)
+			}
+			if !matches(sum, q) {
+				continue
+			}
+			p, err := currentTx(tx, nhs)
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		next = ""
+		return nil
+	})
+	return out, next, err
+}
+
+func matches(sum *careplanv1.CarePlan, q store.PlanQuery) bool {
+	if q.Status != careplanv1.CarePlan_STATUS_UNSPECIFIED && sum.GetStatus() != q.Status {
+		return false
+	}
+	if q.CoordinatorID != "" && sum.GetCoordinator().GetId() != q.CoordinatorID {
+		return false
+	}
+	if q.ReviewDueBefore != "" && (sum.GetNextReviewDate() == "" || sum.GetNextReviewDate() >= q.ReviewDueBefore) {
+		return false
+	}
+	return true
+}
+
+func commitTime(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return timestamppb.New(t)
+}
+
+// etag is opaque to clients: the version plus a hash of what makes this
+// version unique, so a restored or diverged copy cannot reuse an etag.
+func etag(p *careplanv1.CarePlan) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s/%d/%d/%s", p.GetNhsNumber(), p.GetVersion(), p.GetUpdateTime().AsTime().UnixNano(), p.GetUpdatedBy().GetSubject())
+	return fmt.Sprintf("%d-%x", p.GetVersion(), h.Sum(nil)[:6])
+}

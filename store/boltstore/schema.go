@@ -1,0 +1,88 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Every top-level bucket, declared in one place. Values are marshalled
+// protobuf unless noted.
+var (
+	// meta: "schema" → schemaVersion (8 bytes, big endian).
+	bucketMeta = []byte("meta")
+	// plans: nhs_number → current version (8 bytes). The body lives in
+	// versions, so the current plan is never stored twice.
+	bucketPlans = []byte("plans")
+	// versions: nhs_number + version (8 bytes) → CarePlan. Append-only.
+	bucketVersions = []byte("versions")
+	// revisions: revision (8 bytes) → CarePlanEvent whose care_plan holds
+	// only nhs_number and version; readers hydrate it from versions.
+	bucketRevisions = []byte("revisions")
+	// audit: sequence (8 bytes) → AuditEvent, hash-chained.
+	bucketAudit = []byte("audit")
+	// audit_by_nhs: nhs_number + sequence → empty, to list one plan's events.
+	bucketAuditByNHS = []byte("audit_by_nhs")
+	// requests: request key → nhs_number + version + unix nanos.
+	bucketRequests = []byte("requests")
+	// org_plans: ods_code + 0x00 + nhs_number → CarePlan summary (status,
+	// coordinator id, next_review_date), so list filters need no plan reads.
+	bucketOrgPlans = []byte("org_plans")
+)
+
+var allBuckets = [][]byte{
+	bucketMeta, bucketPlans, bucketVersions, bucketRevisions,
+	bucketAudit, bucketAuditByNHS, bucketRequests, bucketOrgPlans,
+}
+
+const schemaVersion = 1
+
+var keySchema = []byte("schema")
+
+// initSchemaTx creates every bucket and checks the schema version.
+func initSchemaTx(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	v := meta.Get(keySchema)
+	if v == nil {
+		return meta.Put(keySchema, u64(schemaVersion))
+	}
+	if len(v) != 8 {
+		return errors.New("corrupt schema version")
+	}
+	if got := binary.BigEndian.Uint64(v); got != schemaVersion {
+		return fmt.Errorf("data file has schema version %d; this build reads %d", got, schemaVersion)
+	}
+	return nil
+}
+
+func u64(n uint64) []byte {
+	return binary.BigEndian.AppendUint64(nil, n)
+}
+
+// versionKey is nhs_number followed by the big-endian version, so a plan's
+// versions sort oldest first.
+func versionKey(nhs string, version int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(nhs), uint64(version))
+}
+
+func orgPlanKey(org, nhs string) []byte {
+	k := make([]byte, 0, len(org)+1+len(nhs))
+	k = append(k, org...)
+	k = append(k, 0)
+	return append(k, nhs...)
+}
+
+func orgPrefix(org string) []byte {
+	return append([]byte(org), 0)
+}
+
+func auditByNHSKey(nhs string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(nhs), seq)
+}

@@ -1,0 +1,145 @@
+// Package store defines the storage contract behind careplan: the Store
+// interface, its sentinel errors, and the query types. Backends live in
+// sub-packages (store/boltstore) and must pass the conformance suite in
+// store/storetest.
+//
+// The contract every backend keeps:
+//   - each write is one transaction: current plan, new version, indexes,
+//     revision log entry, idempotency record and audit event;
+//   - every version is kept; nothing is overwritten in place;
+//   - the etag is checked inside the write transaction;
+//   - a write is durable (fsynced) before the call returns;
+//   - audit events form a SHA-256 hash chain in commit order.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
+)
+
+// Sentinel errors. The server maps them to gRPC codes in one table.
+var (
+	ErrNotFound      = errors.New("care plan not found")
+	ErrAlreadyExists = errors.New("care plan already exists")
+	// ErrEtagMismatch is matched by errors.Is on an *EtagMismatchError.
+	ErrEtagMismatch = errors.New("etag does not match the current version")
+	// ErrUnavailable wraps failures to read or write the underlying storage
+	// (full disk, I/O error, closed store). Nothing was written.
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// EtagMismatchError reports a stale etag, with the etag now current.
+type EtagMismatchError struct {
+	Current string
+}
+
+func (e *EtagMismatchError) Error() string {
+	return fmt.Sprintf("%v (current etag %q)", ErrEtagMismatch, e.Current)
+}
+
+// Is makes errors.Is(err, ErrEtagMismatch) true.
+func (e *EtagMismatchError) Is(target error) bool { return target == ErrEtagMismatch }
+
+// Write is one change to one plan, committed as a single transaction.
+type Write struct {
+	// Plan holds every client-settable field of the new version. The store
+	// sets version, etag, create/update time and created_by/updated_by.
+	Plan *careplanv1.CarePlan
+	// MatchEtag is required for an update and must equal the current etag.
+	// It is ignored on create.
+	MatchEtag string
+	Actor     *careplanv1.Actor
+	// RequestKey, when not empty, makes the write idempotent: a later write
+	// with the same key returns this write's result and writes nothing.
+	RequestKey string
+	// Audit is recorded in the same transaction, with outcome OK and
+	// plan_version set by the store. Sequence and prev_hash are the store's.
+	Audit *careplanv1.AuditEvent
+	// Now is the commit time to record; zero means time.Now().
+	Now time.Time
+}
+
+// Access is a break-glass read: it is recorded in the revision log (so
+// watchers see it) and in the audit log, in one transaction.
+type Access struct {
+	Plan   *careplanv1.CarePlan
+	Actor  *careplanv1.Actor
+	Reason string
+	Audit  *careplanv1.AuditEvent
+	Now    time.Time
+}
+
+// PlanQuery selects plans related to one organisation, ordered by NHS number.
+type PlanQuery struct {
+	// Org is the ODS code whose related plans are listed. Required.
+	Org string
+	// After is the last NHS number of the previous page; "" starts at the
+	// beginning.
+	After string
+	Limit int
+	// Optional filters.
+	Status          careplanv1.CarePlan_Status
+	CoordinatorID   string
+	ReviewDueBefore string // YYYY-MM-DD: next_review_date < this
+}
+
+// AuditQuery selects audit events, in sequence order.
+type AuditQuery struct {
+	// NhsNumber, when set, selects only events about that plan.
+	NhsNumber string
+	// Org, when set, limits the result to events made by the organisation's
+	// users or about plans related to it now.
+	Org string
+	// AfterSequence is the last sequence of the previous page.
+	AfterSequence int64
+	Limit         int
+	// Optional time range: Start <= time < End.
+	Start, End time.Time
+}
+
+// Store is the storage contract. Implementations are safe for concurrent use.
+type Store interface {
+	// Create stores the first version of a plan. ErrAlreadyExists if the
+	// person has one.
+	Create(ctx context.Context, w Write) (*careplanv1.CarePlan, error)
+	// Update stores a new version. ErrNotFound, or *EtagMismatchError when
+	// w.MatchEtag is not the current etag.
+	Update(ctx context.Context, w Write) (*careplanv1.CarePlan, error)
+	// Get returns the current version. ErrNotFound if there is none.
+	Get(ctx context.Context, nhsNumber string) (*careplanv1.CarePlan, error)
+	// LookupRequest returns the result of an earlier write made with
+	// requestKey, or ok=false.
+	LookupRequest(ctx context.Context, requestKey string) (plan *careplanv1.CarePlan, ok bool, err error)
+	// ListVersions returns up to limit versions after afterVersion, oldest
+	// first. ErrNotFound if the plan does not exist.
+	ListVersions(ctx context.Context, nhsNumber string, afterVersion int64, limit int) ([]*careplanv1.CarePlan, error)
+	// ListPlans returns up to q.Limit current plans related to q.Org, and
+	// the NHS number to continue after ("" when there are no more). It may
+	// return fewer than q.Limit with a non-empty continuation when it
+	// stopped scanning early.
+	ListPlans(ctx context.Context, q PlanQuery) (plans []*careplanv1.CarePlan, next string, err error)
+
+	// RecordAccess durably records a break-glass read.
+	RecordAccess(ctx context.Context, a Access) error
+	// AppendAudit durably appends audit events (reads, denied and failed
+	// calls), in order.
+	AppendAudit(ctx context.Context, events ...*careplanv1.AuditEvent) error
+	// ListAudit returns up to q.Limit events and the sequence to continue
+	// after (0 when there are no more).
+	ListAudit(ctx context.Context, q AuditQuery) (events []*careplanv1.AuditEvent, next int64, err error)
+
+	// Events returns up to limit change-feed events with revision >
+	// afterRevision, in revision order, each with the plan version it names.
+	Events(ctx context.Context, afterRevision int64, limit int) ([]*careplanv1.CarePlanEvent, error)
+	// Revision returns the latest committed revision.
+	Revision(ctx context.Context) (int64, error)
+	// WaitRevision blocks until a revision > afterRevision is committed or
+	// ctx ends.
+	WaitRevision(ctx context.Context, afterRevision int64) error
+
+	Close() error
+}
