@@ -16,16 +16,6 @@ func MarshalAudit(ev *careplanv1.AuditEvent) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(ev)
 }
 
-// AuditHash is the SHA-256 that the next event's prev_hash must hold.
-func AuditHash(ev *careplanv1.AuditEvent) ([]byte, error) {
-	b, err := MarshalAudit(ev)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(b)
-	return sum[:], nil
-}
-
 // ChainVerifier checks audit events fed to it in sequence order.
 type ChainVerifier struct {
 	prev    []byte
@@ -36,17 +26,28 @@ type ChainVerifier struct {
 // Next checks ev against the event before it. The error names the first
 // broken link.
 func (v *ChainVerifier) Next(ev *careplanv1.AuditEvent) error {
+	b, err := MarshalAudit(ev)
+	if err != nil {
+		return fmt.Errorf("audit chain broken at sequence %d: %w", ev.GetSequence(), err)
+	}
+	return v.NextStored(ev, b)
+}
+
+// NextStored is Next for an event read from storage as stored, hashing the
+// stored bytes themselves so that any change to them is caught.
+func (v *ChainVerifier) NextStored(ev *careplanv1.AuditEvent, stored []byte) error {
 	if ev.GetSequence() != v.lastSeq+1 {
 		return fmt.Errorf("audit chain broken at sequence %d: expected sequence %d (an event is missing)", ev.GetSequence(), v.lastSeq+1)
 	}
 	if !bytes.Equal(ev.GetPrevHash(), v.prev) {
-		return fmt.Errorf("audit chain broken at sequence %d: prev_hash does not match event %d", ev.GetSequence(), v.lastSeq)
+		return fmt.Errorf("audit chain broken between sequence %d and %d: prev_hash of %d does not match event %d as stored (one of them was altered)",
+			v.lastSeq, ev.GetSequence(), ev.GetSequence(), v.lastSeq)
 	}
-	h, err := AuditHash(ev)
-	if err != nil {
-		return fmt.Errorf("audit chain broken at sequence %d: %w", ev.GetSequence(), err)
-	}
-	v.prev, v.lastSeq = h, ev.GetSequence()
+	sum := sha256.Sum256(stored)
+	v.prev, v.lastSeq = sum[:], ev.GetSequence()
 	v.Count++
 	return nil
 }
+
+// Head is the hash of the last event checked.
+func (v *ChainVerifier) Head() []byte { return v.prev }

@@ -1,5 +1,6 @@
 // Command careplan-server serves the careplan gRPC API on an embedded bbolt
-// store. `careplan-server --dev` runs it with nothing else installed.
+// store. `careplan-server --dev` runs it with nothing else installed;
+// `careplan-server verify-audit --data FILE` checks the audit hash chain.
 package main
 
 import (
@@ -21,7 +22,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil); err != nil {
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "verify-audit" {
+		err = verifyAudit(os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "careplan-server:", err)
 		if errors.Is(err, errUsage) {
 			os.Exit(2)

@@ -32,13 +32,10 @@ func appendAuditTx(tx *bolt.Tx, ev *careplanv1.AuditEvent, p *careplanv1.CarePla
 		ev.PlanVersion = p.GetVersion()
 	}
 	b := tx.Bucket(bucketAudit)
-	ev.PrevHash = nil
-	if _, last := b.Cursor().Last(); last != nil {
-		// The stored bytes are store.MarshalAudit's, so hashing them gives
-		// store.AuditHash of the previous event.
-		sum := sha256.Sum256(last)
-		ev.PrevHash = sum[:]
-	}
+	meta := tx.Bucket(bucketMeta)
+	// The head is the hash of the last event as stored; it also lets an
+	// offline check notice events cut off the end of the chain.
+	ev.PrevHash = bytes.Clone(meta.Get(keyAuditHead)) // Get's slice dies with the tx
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
@@ -49,6 +46,10 @@ func appendAuditTx(tx *bolt.Tx, ev *careplanv1.AuditEvent, p *careplanv1.CarePla
 		return err
 	}
 	if err := b.Put(u64(seq), body); err != nil {
+		return err
+	}
+	head := sha256.Sum256(body)
+	if err := meta.Put(keyAuditHead, head[:]); err != nil {
 		return err
 	}
 	if nhs := ev.GetNhsNumber(); nhs != "" && len(nhs) <= maxAuditNHS {

@@ -11,7 +11,8 @@ import (
 // Every top-level bucket, declared in one place. Values are marshalled
 // protobuf unless noted.
 var (
-	// meta: "schema" → schemaVersion (8 bytes, big endian).
+	// meta: "schema" → schemaVersion (8 bytes, big endian); "audit_head" →
+	// SHA-256 of the last audit event.
 	bucketMeta = []byte("meta")
 	// plans: nhs_number → current version (8 bytes). The body lives in
 	// versions, so the current plan is never stored twice.
@@ -39,7 +40,11 @@ var allBuckets = [][]byte{
 
 const schemaVersion = 1
 
-var keySchema = []byte("schema")
+var (
+	keySchema = []byte("schema")
+	// keyAuditHead holds the SHA-256 of the last audit event as stored.
+	keyAuditHead = []byte("audit_head")
+)
 
 // initSchemaTx creates every bucket and checks the schema version.
 func initSchemaTx(tx *bolt.Tx) error {
