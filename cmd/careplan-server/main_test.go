@@ -116,7 +116,9 @@ func TestVerifyAuditCommand(t *testing.T) {
 	var out syncBuffer
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"--dev", "--addr", "127.0.0.1:0", "--data", data}, &out, &out, ready) }()
+	go func() {
+		done <- run(ctx, []string{"--dev", "--addr", "127.0.0.1:0", "--data", data}, &out, &out, ready)
+	}()
 	addr := <-ready
 	tok := regexp.MustCompile(`export NHS_TOKEN=(\S+)`).FindStringSubmatch(out.String())[1]
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -29,7 +29,9 @@ func auditedStore(t *testing.T) string {
 	}
 	ctx := context.Background()
 	actor := &careplanv1.Actor{Subject: "nurse-1", OrgCode: fixture.TrustOrg}
-	ev := func() *careplanv1.AuditEvent { return &careplanv1.AuditEvent{Subject: "nurse-1", OrgCode: fixture.TrustOrg} }
+	ev := func() *careplanv1.AuditEvent {
+		return &careplanv1.AuditEvent{Subject: "nurse-1", OrgCode: fixture.TrustOrg}
+	}
 	p, err := s.Create(ctx, store.Write{Plan: fixture.Plan(fixture.NHSNumber(1)), Actor: actor, Audit: ev()})
 	if err != nil {
 		t.Fatal(err)
