@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -58,12 +59,18 @@ func auditUnary(st store.Store) grpc.UnaryServerInterceptor {
 		if rec.done {
 			return resp, err
 		}
-		rec.ev.Outcome = status.Code(err).String()
+		rec.ev.Outcome = outcome(err)
 		if aerr := appendAudit(ctx, st, rec.ev); aerr != nil {
 			return nil, toStatus(aerr)
 		}
 		return resp, err
 	}
+}
+
+// outcome is the canonical gRPC code name of err (OK, PERMISSION_DENIED…),
+// as google.rpc.Code spells it.
+func outcome(err error) string {
+	return code.Code(status.Code(err)).String()
 }
 
 // appendAudit writes events even when the caller has gone away.

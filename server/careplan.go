@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"google.golang.org/grpc/codes"
 
 	"github.com/careplan/careplan/auth"
 	"github.com/careplan/careplan/policy"
@@ -116,7 +115,7 @@ func (s *carePlanService) ListCarePlans(ctx context.Context, req *careplanv1.Lis
 	events := make([]*careplanv1.AuditEvent, 0, len(plans))
 	for _, plan := range plans {
 		ev := newAuditEvent(ctx, p, careplanv1.CarePlanService_ListCarePlans_FullMethodName, plan.GetNhsNumber(), req)
-		ev.Outcome, ev.PlanVersion = codes.OK.String(), plan.GetVersion()
+		ev.Outcome, ev.PlanVersion = outcome(nil), plan.GetVersion()
 		events = append(events, ev)
 	}
 	if len(events) > 0 {

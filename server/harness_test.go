@@ -140,9 +140,13 @@ func (e *env) as(c caller, kv ...string) context.Context {
 }
 
 func withToken(tok string, kv ...string) context.Context {
-	md := metadata.Pairs(append([]string{"authorization", "Bearer " + tok}, kv...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	_ = cancel // released when the test process ends; each call is short
+	return withTokenParent(ctx, tok, kv...)
+}
+
+func withTokenParent(ctx context.Context, tok string, kv ...string) context.Context {
+	md := metadata.Pairs(append([]string{"authorization", "Bearer " + tok}, kv...)...)
 	return metadata.NewOutgoingContext(ctx, md)
 }
 

@@ -109,7 +109,7 @@ func TestAccessRules(t *testing.T) {
 	// Every denied call on the plan is in the audit log, with its outcome.
 	denied := 0
 	for _, ev := range e.auditEvents(nhs) {
-		if ev.GetOutcome() == codes.PermissionDenied.String() {
+		if ev.GetOutcome() == "PERMISSION_DENIED" {
 			denied++
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
@@ -27,7 +26,7 @@ func appendAuditTx(tx *bolt.Tx, ev *careplanv1.AuditEvent, p *careplanv1.CarePla
 		return nil
 	}
 	if p != nil {
-		ev.Outcome = codes.OK.String()
+		ev.Outcome = "OK" // google.rpc.Code name, as the server records others
 		ev.NhsNumber = p.GetNhsNumber()
 		ev.PlanVersion = p.GetVersion()
 	}
