@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 
-
 	"github.com/careplan/careplan/auth"
 	"github.com/careplan/careplan/policy"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
