@@ -281,7 +281,7 @@ func TestBadInput(t *testing.T) {
 	if e.versionCount(nhs) != 1 {
 		t.Fatal("a rejected request was written")
 	}
-	if _, err := e.store.Get(context.Background(), fixture.NHSNumber(9)); err == nil {
+	if _, err := e.Store.Get(context.Background(), fixture.NHSNumber(9)); err == nil {
 		t.Fatal("an invalid create was written")
 	}
 }
@@ -292,7 +292,7 @@ func TestOversizeRequest(t *testing.T) {
 	p.WhatMatters = strings.Repeat("x", 1<<20)
 	_, err := e.plans.CreateCarePlan(e.as(trustUser), &careplanv1.CreateCarePlanRequest{CarePlan: p})
 	wantCode(t, err, codes.ResourceExhausted)
-	if _, err := e.store.Get(context.Background(), p.GetNhsNumber()); err == nil {
+	if _, err := e.Store.Get(context.Background(), p.GetNhsNumber()); err == nil {
 		t.Fatal("an oversize create was written")
 	}
 }
@@ -325,7 +325,7 @@ func TestRequestIDRetryWritesOnce(t *testing.T) {
 	}
 	// Another caller's identical request id is not a replay of this one.
 	other := fixture.TrustPlan(fixture.NHSNumber(12))
-	nurse2 := caller{"nurse-2", "RXA", "nhs", rw}
+	nurse2 := caller{Subject: "nurse-2", Org: "RXA", OrgType: "nhs", Roles: rw}
 	if _, err := e.plans.CreateCarePlan(e.as(nurse2), &careplanv1.CreateCarePlanRequest{CarePlan: other, RequestId: "create-1"}); err != nil {
 		t.Fatalf("another caller's create with the same request id: %v", err)
 	}

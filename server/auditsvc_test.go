@@ -12,13 +12,13 @@ import (
 )
 
 var (
-	councilIG = caller{"ig-officer", "C123", "council", []string{auth.RoleAuditRead}}
-	trustIG   = caller{"ig-lead", "RXA", "nhs", []string{auth.RoleAuditRead}}
+	councilIG = caller{Subject: "ig-officer", Org: "C123", OrgType: "council", Roles: []string{auth.RoleAuditRead}}
+	trustIG   = caller{Subject: "ig-lead", Org: "RXA", OrgType: "nhs", Roles: []string{auth.RoleAuditRead}}
 )
 
 func (e *env) listAudit(c caller, req *careplanv1.ListAuditEventsRequest) []*careplanv1.AuditEvent {
 	e.t.Helper()
-	audit := careplanv1.NewAuditServiceClient(e.conn)
+	audit := careplanv1.NewAuditServiceClient(e.Conn)
 	var out []*careplanv1.AuditEvent
 	req.PageSize = 2 // small pages exercise the tokens
 	for range 100 {
@@ -99,7 +99,7 @@ func TestListAuditEvents(t *testing.T) {
 
 func TestListAuditEventsErrors(t *testing.T) {
 	e := newEnv(t)
-	audit := careplanv1.NewAuditServiceClient(e.conn)
+	audit := careplanv1.NewAuditServiceClient(e.Conn)
 	_, err := audit.ListAuditEvents(e.as(trustUser), &careplanv1.ListAuditEventsRequest{})
 	info, _ := wantCode(t, err, codes.PermissionDenied)
 	if info.GetReason() != "MISSING_ROLE" {

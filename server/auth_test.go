@@ -34,13 +34,13 @@ func TestUnauthenticated(t *testing.T) {
 		}
 		return tok
 	}
-	jwks, _ := e.signer.JWKS()
+	jwks, _ := e.Signer.JWKS()
 	forge := func(method jwt.SigningMethod, key any) string {
 		tok := jwt.NewWithClaims(method, jwt.MapClaims{
 			"iss": testIssuer, "aud": testAudience, "sub": "nurse-1", "org": "RXA", "org_type": "nhs",
 			"roles": rw, "exp": now.Add(time.Hour).Unix(),
 		})
-		tok.Header["kid"] = e.signer.KID()
+		tok.Header["kid"] = e.Signer.KID()
 		s, err := tok.SignedString(key)
 		if err != nil {
 			t.Fatal(err)
@@ -48,8 +48,8 @@ func TestUnauthenticated(t *testing.T) {
 		return s
 	}
 	otherKid, _ := auth.NewSigner("another-key")
-	sameKid, _ := auth.NewSigner(e.signer.KID())
-	valid := mint(e.signer, func(*auth.Claims) {})
+	sameKid, _ := auth.NewSigner(e.Signer.KID())
+	valid := mint(e.Signer, func(*auth.Claims) {})
 	parts := strings.Split(valid, ".")
 	sig := []byte(parts[2])
 	sig[5] ^= 1
@@ -65,13 +65,13 @@ func TestUnauthenticated(t *testing.T) {
 		{"unknown kid", mint(otherKid, func(*auth.Claims) {})},
 		{"key not in the JWKS", mint(sameKid, func(*auth.Claims) {})},
 		{"tampered signature", tampered},
-		{"expired", mint(e.signer, func(c *auth.Claims) { c.ExpiresAt = now.Add(-2 * time.Minute) })},
-		{"not yet valid", mint(e.signer, func(c *auth.Claims) { c.NotBefore = now.Add(2 * time.Minute) })},
-		{"wrong iss", mint(e.signer, func(c *auth.Claims) { c.Issuer = "https://evil.test" })},
-		{"wrong aud", mint(e.signer, func(c *auth.Claims) { c.Audience = []string{"other-service"} })},
-		{"missing org", mint(e.signer, func(c *auth.Claims) { c.Org = "" })},
-		{"missing org_type", mint(e.signer, func(c *auth.Claims) { c.OrgType = "" })},
-		{"over 8 KiB", mint(e.signer, func(c *auth.Claims) { c.Subject = strings.Repeat("s", 8<<10) })},
+		{"expired", mint(e.Signer, func(c *auth.Claims) { c.ExpiresAt = now.Add(-2 * time.Minute) })},
+		{"not yet valid", mint(e.Signer, func(c *auth.Claims) { c.NotBefore = now.Add(2 * time.Minute) })},
+		{"wrong iss", mint(e.Signer, func(c *auth.Claims) { c.Issuer = "https://evil.test" })},
+		{"wrong aud", mint(e.Signer, func(c *auth.Claims) { c.Audience = []string{"other-service"} })},
+		{"missing org", mint(e.Signer, func(c *auth.Claims) { c.Org = "" })},
+		{"missing org_type", mint(e.Signer, func(c *auth.Claims) { c.OrgType = "" })},
+		{"over 8 KiB", mint(e.Signer, func(c *auth.Claims) { c.Subject = strings.Repeat("s", 8<<10) })},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,7 +98,7 @@ func TestMissingRole(t *testing.T) {
 	e := newEnv(t)
 	nhs := fixture.NHSNumber(21)
 	v1 := e.create(trustUser, fixture.TrustPlan(nhs))
-	noRoles := caller{"nobody", "RXA", "nhs", nil}
+	noRoles := caller{Subject: "nobody", Org: "RXA", OrgType: "nhs", Roles: nil}
 	_, err := e.plans.GetCarePlan(e.as(noRoles), &careplanv1.GetCarePlanRequest{NhsNumber: nhs})
 	wantCode(t, err, codes.PermissionDenied)
 	_, err = e.plans.ListCarePlans(e.as(noRoles), &careplanv1.ListCarePlansRequest{})
@@ -117,11 +117,11 @@ func TestHealthAndReflectionNeedNoToken(t *testing.T) {
 	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := healthpb.NewHealthClient(e.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	resp, err := healthpb.NewHealthClient(e.Conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health = %v, %v", resp, err)
 	}
-	stream, err := reflectionpb.NewServerReflectionClient(e.conn).ServerReflectionInfo(ctx)
+	stream, err := reflectionpb.NewServerReflectionClient(e.Conn).ServerReflectionInfo(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,142 +2,62 @@ package server_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/careplan/careplan/auth"
+	"github.com/careplan/careplan/internal/testserver"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
-	"github.com/careplan/careplan/server"
 	"github.com/careplan/careplan/store"
-	"github.com/careplan/careplan/store/boltstore"
 )
 
 const (
-	testIssuer   = "https://issuer.test"
-	testAudience = "careplan"
+	testIssuer   = testserver.Issuer
+	testAudience = testserver.Audience
 )
 
-// env is a real server on a loopback port, with a real bbolt file and a
-// real signing key, and a client connection to it.
+// env is the real server (package testserver) plus a CarePlanService client.
 type env struct {
-	t      *testing.T
-	signer *auth.Signer
-	store  *boltstore.Store
-	path   string
-	srv    *server.Server
-	conn   *grpc.ClientConn
-	plans  careplanv1.CarePlanServiceClient
-	cfg    server.Config
+	*testserver.Server
+	t     *testing.T
+	plans careplanv1.CarePlanServiceClient
 }
 
-type envOption func(*server.Config)
-
-func newEnv(t *testing.T, opts ...envOption) *env {
+func newEnv(t *testing.T, opts ...testserver.Option) *env {
 	t.Helper()
-	signer, err := auth.NewSigner("test-key-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, signer: signer, path: filepath.Join(t.TempDir(), "careplan.db")}
-	e.start(opts...)
+	e := &env{Server: testserver.Start(t, opts...), t: t}
+	e.plans = careplanv1.NewCarePlanServiceClient(e.Conn)
 	return e
-}
-
-func (e *env) start(opts ...envOption) {
-	t := e.t
-	st, err := boltstore.Open(e.path, boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, err := e.signer.JWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifier(auth.Config{Issuers: []auth.IssuerConfig{{Issuer: testIssuer, Audience: testAudience, JWKS: jwks}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := server.Config{Store: st, Verifier: v, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.store, e.srv, e.conn, e.cfg = st, srv, conn, cfg
-	e.plans = careplanv1.NewCarePlanServiceClient(conn)
-	t.Cleanup(e.stop)
-}
-
-func (e *env) stop() {
-	if e.srv == nil {
-		return
-	}
-	_ = e.conn.Close()
-	e.srv.Shutdown(time.Second)
-	_ = e.store.Close()
-	e.srv = nil
 }
 
 // restart stops the server and opens the same data file again.
 func (e *env) restart() {
-	e.stop()
-	e.start()
+	e.Restart()
+	e.plans = careplanv1.NewCarePlanServiceClient(e.Conn)
 }
 
-// caller describes a token's claims.
-type caller struct {
-	sub, org, orgType string
-	roles             []string
-}
+type caller = testserver.Caller
 
 var (
 	rw         = []string{auth.RoleRead, auth.RoleWrite}
-	trustUser  = caller{"nurse-1", "RXA", "nhs", rw}
-	council    = caller{"sw-1", "C123", "council", rw}
-	unrelated  = caller{"gp-1", "ZZZ9", "nhs", rw}
-	breakGlass = caller{"ed-1", "ZZZ9", "nhs", []string{auth.RoleBreakGlass}}
-	readOnly   = caller{"reader-1", "RXA", "nhs", []string{auth.RoleRead}}
+	trustUser  = testserver.TrustUser
+	council    = testserver.Council
+	unrelated  = testserver.Unrelated
+	breakGlass = testserver.BreakGlass
+	readOnly   = testserver.ReadOnly
 )
-
-func (e *env) token(c caller) string {
-	e.t.Helper()
-	now := time.Now()
-	tok, err := e.signer.Mint(auth.Claims{
-		Issuer: testIssuer, Audience: []string{testAudience}, Subject: c.sub, Org: c.org, OrgType: c.orgType,
-		Roles: c.roles, IssuedAt: now, ExpiresAt: now.Add(time.Hour),
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok
-}
 
 // as returns a context that calls with c's token, plus metadata pairs.
 func (e *env) as(c caller, kv ...string) context.Context {
-	return withToken(e.token(c), kv...)
+	return withToken(e.Token(c), kv...)
 }
+
+func (e *env) token(c caller) string { return e.Token(c) }
 
 func withToken(tok string, kv ...string) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -153,7 +73,7 @@ func withTokenParent(ctx context.Context, tok string, kv ...string) context.Cont
 // versionCount returns how many versions the store holds for nhs.
 func (e *env) versionCount(nhs string) int {
 	e.t.Helper()
-	vs, err := e.store.ListVersions(context.Background(), nhs, 0, 10000)
+	vs, err := e.Store.ListVersions(context.Background(), nhs, 0, 10000)
 	if err != nil {
 		e.t.Fatalf("ListVersions: %v", err)
 	}
@@ -162,7 +82,7 @@ func (e *env) versionCount(nhs string) int {
 
 func (e *env) auditEvents(nhs string) []*careplanv1.AuditEvent {
 	e.t.Helper()
-	evs, _, err := e.store.ListAudit(context.Background(), store.AuditQuery{NhsNumber: nhs, Limit: 10000})
+	evs, _, err := e.Store.ListAudit(context.Background(), store.AuditQuery{NhsNumber: nhs, Limit: 10000})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -103,7 +103,7 @@ func TestAccessRules(t *testing.T) {
 	if err != nil || !proto.Equal(got, v1) || e.versionCount(nhs) != 2 {
 		t.Fatalf("the plan changed after denied calls: version %d, %d versions", got.GetVersion(), e.versionCount(nhs))
 	}
-	if _, err := e.store.Get(t.Context(), fixture.NHSNumber(32)); err == nil {
+	if _, err := e.Store.Get(t.Context(), fixture.NHSNumber(32)); err == nil {
 		t.Fatal("a denied create was written")
 	}
 	// Every denied call on the plan is in the audit log, with its outcome.
@@ -168,7 +168,7 @@ func TestBreakGlassRead(t *testing.T) {
 	if last.GetAccessReason() != reason || last.GetSubject() != "ed-1" || last.GetOutcome() != "OK" || !slices.Contains(last.GetRoles(), auth.RoleBreakGlass) {
 		t.Fatalf("break-glass audit event = %v", last)
 	}
-	feed, err := e.store.Events(t.Context(), 0, 100)
+	feed, err := e.Store.Events(t.Context(), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}

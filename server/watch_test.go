@@ -119,7 +119,7 @@ func TestWatchOnlyRelatedPlans(t *testing.T) {
 	// The unrelated organisation's feed holds nothing.
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := e.watch(ctx, caller{"gp-1", "ZZZ9", "nhs", rw}, 0).Recv()
+	_, err := e.watch(ctx, caller{Subject: "gp-1", Org: "ZZZ9", OrgType: "nhs", Roles: rw}, 0).Recv()
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("unrelated watcher got %v, want nothing until its deadline", err)
 	}
@@ -127,7 +127,7 @@ func TestWatchOnlyRelatedPlans(t *testing.T) {
 
 func TestWatchNeedsReadRoleAndValidRevision(t *testing.T) {
 	e := newEnv(t)
-	_, err := e.watch(context.Background(), caller{"nobody", "RXA", "nhs", nil}, 0).Recv()
+	_, err := e.watch(context.Background(), caller{Subject: "nobody", Org: "RXA", OrgType: "nhs", Roles: nil}, 0).Recv()
 	wantCode(t, err, codes.PermissionDenied)
 	_, err = e.watch(context.Background(), council, -1).Recv()
 	_, fields := wantCode(t, err, codes.InvalidArgument)
@@ -143,7 +143,7 @@ func TestSlowWatcherCutOff(t *testing.T) {
 	e := newEnv(t, func(c *server.Config) { c.Watch = server.WatchOptions{SendTimeout: 300 * time.Millisecond} })
 	// A small fixed window (no BDP growth) so the stalled watcher's stream
 	// fills quickly.
-	conn, err := grpc.NewClient(e.conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(e.Conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
 	if err != nil {
 		t.Fatal(err)
