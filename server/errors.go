@@ -25,14 +25,17 @@ var errorTable = []struct {
 	target error
 	code   codes.Code
 	reason string
+	// public, when set, replaces the error text for the caller; the full
+	// text (file paths, I/O detail) goes to the log instead.
+	public string
 }{
-	{store.ErrNotFound, codes.NotFound, "PLAN_NOT_FOUND"},
-	{store.ErrAlreadyExists, codes.AlreadyExists, "PLAN_ALREADY_EXISTS"},
-	{store.ErrEtagMismatch, codes.Aborted, "ETAG_MISMATCH"},
-	{store.ErrUnavailable, codes.Unavailable, "STORE_UNAVAILABLE"},
-	{auth.ErrInvalidToken, codes.Unauthenticated, "INVALID_TOKEN"},
-	{policy.ErrDenied, codes.PermissionDenied, "PERMISSION_DENIED"},
-	{validate.ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT"},
+	{store.ErrNotFound, codes.NotFound, "PLAN_NOT_FOUND", ""},
+	{store.ErrAlreadyExists, codes.AlreadyExists, "PLAN_ALREADY_EXISTS", ""},
+	{store.ErrEtagMismatch, codes.Aborted, "ETAG_MISMATCH", ""},
+	{store.ErrUnavailable, codes.Unavailable, "STORE_UNAVAILABLE", "the store cannot be written or read right now; nothing was written; retry later"},
+	{auth.ErrInvalidToken, codes.Unauthenticated, "INVALID_TOKEN", ""},
+	{policy.ErrDenied, codes.PermissionDenied, "PERMISSION_DENIED", ""},
+	{validate.ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT", ""},
 }
 
 // toStatus maps err to a gRPC status error carrying an ErrorInfo, plus a
@@ -75,7 +78,12 @@ func toStatus(err error) error {
 			}
 			details = append(details, br)
 		}
-		return withDetails(status.New(row.code, err.Error()), append([]protoDetail{info}, details...)...)
+		msg := err.Error()
+		if row.public != "" {
+			slog.Error("request failed", "code", row.code.String(), "error", msg)
+			msg = row.public
+		}
+		return withDetails(status.New(row.code, msg), append([]protoDetail{info}, details...)...)
 	}
 	// An error no table row knows is a bug: log it, and tell the caller no
 	// more than that.

@@ -129,6 +129,19 @@ func New(cfg Config) (*Server, error) {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus(careplanv1.CarePlanService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if hr, ok := cfg.Store.(store.HealthReporter); ok {
+		hr.OnHealthChange(func(writable bool) {
+			st := healthpb.HealthCheckResponse_SERVING
+			if !writable {
+				st = healthpb.HealthCheckResponse_NOT_SERVING
+				cfg.Logger.Error("store cannot write: reporting NOT_SERVING until it recovers")
+			} else {
+				cfg.Logger.Info("store writable again: SERVING")
+			}
+			hs.SetServingStatus("", st)
+			hs.SetServingStatus(careplanv1.CarePlanService_ServiceDesc.ServiceName, st)
+		})
+	}
 	reflection.Register(gs)
 	return &Server{Server: gs, Health: hs}, nil
 }

@@ -101,6 +101,14 @@ type AuditQuery struct {
 	Start, End time.Time
 }
 
+// HealthReporter is implemented by stores that know when they cannot write
+// (full disk, I/O errors), so the server can report NOT_SERVING until they
+// recover by themselves.
+type HealthReporter interface {
+	// OnHealthChange registers fn, called on every change of writability.
+	OnHealthChange(fn func(writable bool))
+}
+
 // Store is the storage contract. Implementations are safe for concurrent use.
 type Store interface {
 	// Create stores the first version of a plan. ErrAlreadyExists if the

@@ -47,34 +47,51 @@ var (
 
 // Server is a running careplan server.
 type Server struct {
-	t      testing.TB
-	Signer *auth.Signer
-	Store  *boltstore.Store
-	Path   string
-	Addr   string
-	Conn   *grpc.ClientConn
-	srv    *server.Server
-	opts   []Option
+	t         testing.TB
+	Signer    *auth.Signer
+	Store     *boltstore.Store
+	Path      string
+	Addr      string
+	Conn      *grpc.ClientConn
+	srv       *server.Server
+	storeOpts boltstore.Options
+	opts      []Option
 }
 
 // Option adjusts the server config.
 type Option func(*server.Config)
 
-// Start runs a server until the test ends.
+// Start runs a server on a new data file until the test ends.
 func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	return StartWith(t, Settings{}, opts...)
+}
+
+// Settings choose where and how the store is opened.
+type Settings struct {
+	// Path of the data file; default a file in t.TempDir().
+	Path  string
+	Store boltstore.Options
+}
+
+// StartWith is Start with store settings.
+func StartWith(t testing.TB, set Settings, opts ...Option) *Server {
 	t.Helper()
 	signer, err := auth.NewSigner("test-key-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{t: t, Signer: signer, Path: filepath.Join(t.TempDir(), "careplan.db"), opts: opts}
+	if set.Path == "" {
+		set.Path = filepath.Join(t.TempDir(), "careplan.db")
+	}
+	s := &Server{t: t, Signer: signer, Path: set.Path, storeOpts: set.Store, opts: opts}
 	s.start()
 	return s
 }
 
 func (s *Server) start() {
 	t := s.t
-	st, err := boltstore.Open(s.Path, boltstore.Options{})
+	st, err := boltstore.Open(s.Path, s.storeOpts)
 	if err != nil {
 		t.Fatal(err)
 	}

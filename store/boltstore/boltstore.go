@@ -25,6 +25,12 @@ type Options struct {
 	// OpenTimeout bounds the wait for the file lock held by another process.
 	// Default 1s.
 	OpenTimeout time.Duration
+	// ProbeInterval is how often a store whose writes fail tries a small
+	// write to find out whether it has recovered. Default 1s.
+	ProbeInterval time.Duration
+	// ProbeBytes is the size of the probe write; it should be at least the
+	// largest write a caller can make. Default 1 MiB.
+	ProbeBytes int
 }
 
 // Store is a store.Store on a bbolt file.
@@ -46,6 +52,14 @@ type Store struct {
 	// txRev is the highest revision written by the batch being committed.
 	// Only the commit loop goroutine touches it.
 	txRev int64
+
+	// writable is false while commits fail; the loop probes until one
+	// succeeds. onHealth hears of every change.
+	writable      atomic.Bool
+	probeInterval time.Duration
+	probeBytes    int
+	healthMu      sync.Mutex
+	onHealth      func(writable bool)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -57,6 +71,12 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.OpenTimeout <= 0 {
 		opts.OpenTimeout = time.Second
+	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = time.Second
+	}
+	if opts.ProbeBytes <= 0 {
+		opts.ProbeBytes = 1 << 20
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
@@ -89,6 +109,8 @@ func Open(path string, opts Options) (*Store, error) {
 		revChanged: make(chan struct{}),
 	}
 	s.rev.Store(int64(rev))
+	s.writable.Store(true)
+	s.probeInterval, s.probeBytes = opts.ProbeInterval, opts.ProbeBytes
 	go s.commitLoop()
 	return s, nil
 }

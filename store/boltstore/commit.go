@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -47,11 +48,21 @@ func (s *Store) commit(ctx context.Context, fn txFunc) error {
 func (s *Store) commitLoop() {
 	defer close(s.stopped)
 	batch := make([]*op, 0, s.maxBatch)
+	probe := time.NewTicker(s.probeInterval)
+	defer probe.Stop()
 	for {
 		batch = batch[:0]
 		select {
 		case o := <-s.ops:
 			batch = append(batch, o)
+		case <-probe.C:
+			// While writes fail, try a tiny write now and then, so the
+			// store reports itself writable again without waiting for a
+			// caller to risk a write.
+			if !s.writable.Load() {
+				s.setWritable(s.probe() == nil)
+			}
+			continue
 		case <-s.closing:
 			return
 		}
@@ -99,15 +110,51 @@ func (s *Store) runBatch(batch []*op) {
 			}
 			return
 		}
+		s.setWritable(false)
 		batch[0].done <- fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 		return
 	}
+	// A successful commit does not mark the store writable again: on a
+	// nearly full disk small writes succeed while real ones fail. Only the
+	// probe, a write as large as any request, does.
 	if s.txRev > 0 {
 		s.publishRevision(s.txRev)
 	}
 	for i, o := range batch {
 		o.done <- results[i]
 	}
+}
+
+// probe commits a write as large as the largest request, then frees it: a
+// tiny write can succeed on a nearly full disk that still refuses real ones.
+func (s *Store) probe() error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyProbe, make([]byte, s.probeBytes))
+	})
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyProbe) })
+}
+
+// setWritable records whether the last write reached the disk and tells
+// the health callback when that changes.
+func (s *Store) setWritable(ok bool) {
+	if s.writable.Swap(ok) != ok {
+		s.healthMu.Lock()
+		fn := s.onHealth
+		s.healthMu.Unlock()
+		if fn != nil {
+			fn(ok)
+		}
+	}
+}
+
+// OnHealthChange implements store.HealthReporter.
+func (s *Store) OnHealthChange(fn func(writable bool)) {
+	s.healthMu.Lock()
+	s.onHealth = fn
+	s.healthMu.Unlock()
 }
 
 // isDomain reports whether err is an expected outcome of an operation (a

@@ -44,6 +44,8 @@ var (
 	keySchema = []byte("schema")
 	// keyAuditHead holds the SHA-256 of the last audit event as stored.
 	keyAuditHead = []byte("audit_head")
+	// keyProbe is rewritten by the recovery probe after write failures.
+	keyProbe = []byte("probe")
 )
 
 // initSchemaTx creates every bucket and checks the schema version.
