@@ -40,3 +40,9 @@ FUZZTIME ?= 30s
 fuzz:
 	go test ./validate -run=NONE -fuzz=FuzzNHSNumber -fuzztime=$(FUZZTIME)
 	go test ./validate -run=NONE -fuzz=FuzzCarePlan -fuzztime=$(FUZZTIME)
+
+## crashtest: SIGKILL/SIGTERM the real server under load and verify every acknowledged write (CYCLES=20)
+CYCLES ?= 20
+.PHONY: crashtest
+crashtest:
+	go run ./cmd/crashtest -cycles $(CYCLES) $(CRASHTEST_FLAGS)
