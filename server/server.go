@@ -4,6 +4,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -53,6 +55,17 @@ type Config struct {
 	Creds credentials.TransportCredentials
 	// Watch bounds slow watchers.
 	Watch WatchOptions
+	// RateLimit bounds each caller; zero PerSecond turns it off.
+	RateLimit RateLimit
+	// MaxConcurrentStreams bounds the calls in flight on one connection.
+	// Default 1000.
+	MaxConcurrentStreams uint32
+	// KeepaliveMinTime: clients that ping more often are disconnected
+	// (GOAWAY too_many_pings). Default 10s.
+	KeepaliveMinTime time.Duration
+	// KeepaliveTime: the server pings a connection idle this long, and
+	// closes it if no answer comes within KeepaliveTimeout. Defaults 1m, 20s.
+	KeepaliveTime, KeepaliveTimeout time.Duration
 	// ExtraOptions are appended to the server options (tests, metrics).
 	ExtraOptions []grpc.ServerOption
 }
@@ -78,6 +91,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if cfg.MaxConcurrentStreams == 0 {
+		cfg.MaxConcurrentStreams = 1000
+	}
+	cfg.KeepaliveMinTime = cmp.Or(cfg.KeepaliveMinTime, 10*time.Second)
+	cfg.KeepaliveTime = cmp.Or(cfg.KeepaliveTime, time.Minute)
+	cfg.KeepaliveTimeout = cmp.Or(cfg.KeepaliveTimeout, 20*time.Second)
+	limits := newCallerLimits(cfg.RateLimit)
 	svc := &carePlanService{store: cfg.Store, limits: cfg.Limits, watch: cfg.Watch}
 	a := &authenticator{verifier: cfg.Verifier}
 	logOpts := []logging.Option{
@@ -97,13 +117,18 @@ func New(cfg Config) (*Server, error) {
 
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 		// Order: call info (so the logger sees who called) → logging →
-		// auth → audit → validation → recovery (innermost, so a panic
+		// auth → per-caller rate limit (before audit, so a flood costs no
+		// writes) → audit → validation → recovery (innermost, so a panic
 		// becomes INTERNAL and is still logged and audited).
 		grpc.ChainUnaryInterceptor(
 			callInfoUnary,
 			logging.UnaryServerInterceptor(logger, logOpts...),
 			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(a.authenticate), needsToken),
+			limits.unary,
 			auditUnary(cfg.Store),
 			validationUnary(cfg.Limits),
 			recovery.UnaryServerInterceptor(recoverOpt),
@@ -112,6 +137,7 @@ func New(cfg Config) (*Server, error) {
 			callInfoStream,
 			logging.StreamServerInterceptor(logger, logOpts...),
 			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(a.authenticate), needsToken),
+			limits.stream,
 			// No audit here: the only stream, WatchCarePlans, names no
 			// plan, and it delivers only to related organisations.
 			validationStream(cfg.Limits),

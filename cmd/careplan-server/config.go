@@ -25,6 +25,9 @@ type config struct {
 	tlsCert, tlsKey, clientCA string
 	dev                       bool
 	maxRequestBytes           int
+	maxConcurrentStreams      uint
+	rateLimit                 float64
+	rateBurst                 int
 	shutdownTimeout           time.Duration
 	logLevel                  slog.Level
 }
@@ -43,6 +46,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.clientCA, "client-ca", "", "CA bundle (PEM) for client certificates; enables mutual TLS")
 	fs.BoolVar(&c.dev, "dev", false, "development mode: local signing key, loopback only, prints tokens")
 	fs.IntVar(&c.maxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest request message accepted")
+	fs.UintVar(&c.maxConcurrentStreams, "max-concurrent-streams", 1000, "calls in flight on one connection")
+	fs.Float64Var(&c.rateLimit, "rate-limit", 500, "calls a second allowed to each caller (issuer and subject); 0 turns it off")
+	fs.IntVar(&c.rateBurst, "rate-burst", 1000, "burst of calls allowed to each caller above --rate-limit")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight calls")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: DEBUG, INFO, WARN, ERROR")
 	if err := fs.Parse(args); err != nil {

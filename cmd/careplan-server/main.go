@@ -65,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 
 	srv, err := server.New(server.Config{
 		Store: st, Verifier: verifier, Logger: logger, Creds: creds, MaxRequestBytes: cfg.maxRequestBytes,
+		MaxConcurrentStreams: uint32(cfg.maxConcurrentStreams),
+		RateLimit:            server.RateLimit{PerSecond: cfg.rateLimit, Burst: cfg.rateBurst},
 	})
 	if err != nil {
 		return err
