@@ -152,6 +152,7 @@ func New(cfg Config) (*Server, error) {
 	gs := grpc.NewServer(opts...)
 	careplanv1.RegisterCarePlanServiceServer(gs, svc)
 	careplanv1.RegisterAuditServiceServer(gs, &auditService{store: cfg.Store, limits: cfg.Limits})
+	careplanv1.RegisterAdminServiceServer(gs, &adminService{store: cfg.Store})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus(careplanv1.CarePlanService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
@@ -107,6 +108,14 @@ type AuditQuery struct {
 type HealthReporter interface {
 	// OnHealthChange registers fn, called on every change of writability.
 	OnHealthChange(fn func(writable bool))
+}
+
+// Backuper is implemented by stores that can stream a consistent snapshot
+// of everything they hold while writes continue.
+type Backuper interface {
+	// Backup writes the snapshot to w. size is called first with the
+	// snapshot's total size.
+	Backup(ctx context.Context, w io.Writer, size func(int64)) (int64, error)
 }
 
 // Store is the storage contract. Implementations are safe for concurrent use.

@@ -2122,6 +2122,97 @@ func (x *AuditEvent) GetPrevHash() []byte {
 	return nil
 }
 
+// BackupRequest asks for a snapshot.
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_careplan_v1_careplan_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_careplan_v1_careplan_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_careplan_v1_careplan_proto_rawDescGZIP(), []int{21}
+}
+
+// BackupResponse is one chunk of the snapshot, in order.
+type BackupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// The snapshot's total size, set on the first chunk.
+	TotalBytes    int64 `protobuf:"varint,2,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupResponse) Reset() {
+	*x = BackupResponse{}
+	mi := &file_careplan_v1_careplan_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupResponse) ProtoMessage() {}
+
+func (x *BackupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_careplan_v1_careplan_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
+func (*BackupResponse) Descriptor() ([]byte, []int) {
+	return file_careplan_v1_careplan_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *BackupResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BackupResponse) GetTotalBytes() int64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
 var File_careplan_v1_careplan_proto protoreflect.FileDescriptor
 
 const file_careplan_v1_careplan_proto_rawDesc = "" +
@@ -2336,7 +2427,12 @@ const file_careplan_v1_careplan_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\v \x01(\tR\trequestId\x12!\n" +
 	"\fplan_version\x18\f \x01(\x03R\vplanVersion\x12\x1b\n" +
-	"\tprev_hash\x18\r \x01(\fR\bprevHash2\x8b\x04\n" +
+	"\tprev_hash\x18\r \x01(\fR\bprevHash\"\x0f\n" +
+	"\rBackupRequest\"E\n" +
+	"\x0eBackupResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1f\n" +
+	"\vtotal_bytes\x18\x02 \x01(\x03R\n" +
+	"totalBytes2\x8b\x04\n" +
 	"\x0fCarePlanService\x12K\n" +
 	"\x0eCreateCarePlan\x12\".careplan.v1.CreateCarePlanRequest\x1a\x15.careplan.v1.CarePlan\x12E\n" +
 	"\vGetCarePlan\x12\x1f.careplan.v1.GetCarePlanRequest\x1a\x15.careplan.v1.CarePlan\x12K\n" +
@@ -2345,7 +2441,9 @@ const file_careplan_v1_careplan_proto_rawDesc = "" +
 	"\x14ListCarePlanVersions\x12(.careplan.v1.ListCarePlanVersionsRequest\x1a).careplan.v1.ListCarePlanVersionsResponse\x12R\n" +
 	"\x0eWatchCarePlans\x12\".careplan.v1.WatchCarePlansRequest\x1a\x1a.careplan.v1.CarePlanEvent0\x012l\n" +
 	"\fAuditService\x12\\\n" +
-	"\x0fListAuditEvents\x12#.careplan.v1.ListAuditEventsRequest\x1a$.careplan.v1.ListAuditEventsResponseB;Z9github.com/careplan/careplan/proto/careplan/v1;careplanv1b\x06proto3"
+	"\x0fListAuditEvents\x12#.careplan.v1.ListAuditEventsRequest\x1a$.careplan.v1.ListAuditEventsResponse2S\n" +
+	"\fAdminService\x12C\n" +
+	"\x06Backup\x12\x1a.careplan.v1.BackupRequest\x1a\x1b.careplan.v1.BackupResponse0\x01B;Z9github.com/careplan/careplan/proto/careplan/v1;careplanv1b\x06proto3"
 
 var (
 	file_careplan_v1_careplan_proto_rawDescOnce sync.Once
@@ -2360,7 +2458,7 @@ func file_careplan_v1_careplan_proto_rawDescGZIP() []byte {
 }
 
 var file_careplan_v1_careplan_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_careplan_v1_careplan_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_careplan_v1_careplan_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_careplan_v1_careplan_proto_goTypes = []any{
 	(CarePlan_Status)(0),                 // 0: careplan.v1.CarePlan.Status
 	(CarePlan_PlaceOfCare)(0),            // 1: careplan.v1.CarePlan.PlaceOfCare
@@ -2391,8 +2489,10 @@ var file_careplan_v1_careplan_proto_goTypes = []any{
 	(*ListAuditEventsRequest)(nil),       // 26: careplan.v1.ListAuditEventsRequest
 	(*ListAuditEventsResponse)(nil),      // 27: careplan.v1.ListAuditEventsResponse
 	(*AuditEvent)(nil),                   // 28: careplan.v1.AuditEvent
-	(*timestamppb.Timestamp)(nil),        // 29: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),        // 30: google.protobuf.FieldMask
+	(*BackupRequest)(nil),                // 29: careplan.v1.BackupRequest
+	(*BackupResponse)(nil),               // 30: careplan.v1.BackupResponse
+	(*timestamppb.Timestamp)(nil),        // 31: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),        // 32: google.protobuf.FieldMask
 }
 var file_careplan_v1_careplan_proto_depIdxs = []int32{
 	9,  // 0: careplan.v1.CarePlan.person:type_name -> careplan.v1.Person
@@ -2403,8 +2503,8 @@ var file_careplan_v1_careplan_proto_depIdxs = []int32{
 	14, // 5: careplan.v1.CarePlan.activities:type_name -> careplan.v1.Activity
 	1,  // 6: careplan.v1.CarePlan.preferred_place_of_care:type_name -> careplan.v1.CarePlan.PlaceOfCare
 	15, // 7: careplan.v1.CarePlan.key_contacts:type_name -> careplan.v1.KeyContact
-	29, // 8: careplan.v1.CarePlan.create_time:type_name -> google.protobuf.Timestamp
-	29, // 9: careplan.v1.CarePlan.update_time:type_name -> google.protobuf.Timestamp
+	31, // 8: careplan.v1.CarePlan.create_time:type_name -> google.protobuf.Timestamp
+	31, // 9: careplan.v1.CarePlan.update_time:type_name -> google.protobuf.Timestamp
 	16, // 10: careplan.v1.CarePlan.created_by:type_name -> careplan.v1.Actor
 	16, // 11: careplan.v1.CarePlan.updated_by:type_name -> careplan.v1.Actor
 	2,  // 12: careplan.v1.Organisation.type:type_name -> careplan.v1.Organisation.Type
@@ -2419,18 +2519,18 @@ var file_careplan_v1_careplan_proto_depIdxs = []int32{
 	2,  // 21: careplan.v1.Actor.org_type:type_name -> careplan.v1.Organisation.Type
 	8,  // 22: careplan.v1.CreateCarePlanRequest.care_plan:type_name -> careplan.v1.CarePlan
 	8,  // 23: careplan.v1.UpdateCarePlanRequest.care_plan:type_name -> careplan.v1.CarePlan
-	30, // 24: careplan.v1.UpdateCarePlanRequest.update_mask:type_name -> google.protobuf.FieldMask
+	32, // 24: careplan.v1.UpdateCarePlanRequest.update_mask:type_name -> google.protobuf.FieldMask
 	0,  // 25: careplan.v1.ListCarePlansRequest.status:type_name -> careplan.v1.CarePlan.Status
 	8,  // 26: careplan.v1.ListCarePlansResponse.care_plans:type_name -> careplan.v1.CarePlan
 	8,  // 27: careplan.v1.ListCarePlanVersionsResponse.versions:type_name -> careplan.v1.CarePlan
 	7,  // 28: careplan.v1.CarePlanEvent.type:type_name -> careplan.v1.CarePlanEvent.Type
 	8,  // 29: careplan.v1.CarePlanEvent.care_plan:type_name -> careplan.v1.CarePlan
 	16, // 30: careplan.v1.CarePlanEvent.actor:type_name -> careplan.v1.Actor
-	29, // 31: careplan.v1.CarePlanEvent.event_time:type_name -> google.protobuf.Timestamp
-	29, // 32: careplan.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	29, // 33: careplan.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	31, // 31: careplan.v1.CarePlanEvent.event_time:type_name -> google.protobuf.Timestamp
+	31, // 32: careplan.v1.ListAuditEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	31, // 33: careplan.v1.ListAuditEventsRequest.end_time:type_name -> google.protobuf.Timestamp
 	28, // 34: careplan.v1.ListAuditEventsResponse.audit_events:type_name -> careplan.v1.AuditEvent
-	29, // 35: careplan.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
+	31, // 35: careplan.v1.AuditEvent.time:type_name -> google.protobuf.Timestamp
 	2,  // 36: careplan.v1.AuditEvent.org_type:type_name -> careplan.v1.Organisation.Type
 	17, // 37: careplan.v1.CarePlanService.CreateCarePlan:input_type -> careplan.v1.CreateCarePlanRequest
 	18, // 38: careplan.v1.CarePlanService.GetCarePlan:input_type -> careplan.v1.GetCarePlanRequest
@@ -2439,15 +2539,17 @@ var file_careplan_v1_careplan_proto_depIdxs = []int32{
 	22, // 41: careplan.v1.CarePlanService.ListCarePlanVersions:input_type -> careplan.v1.ListCarePlanVersionsRequest
 	24, // 42: careplan.v1.CarePlanService.WatchCarePlans:input_type -> careplan.v1.WatchCarePlansRequest
 	26, // 43: careplan.v1.AuditService.ListAuditEvents:input_type -> careplan.v1.ListAuditEventsRequest
-	8,  // 44: careplan.v1.CarePlanService.CreateCarePlan:output_type -> careplan.v1.CarePlan
-	8,  // 45: careplan.v1.CarePlanService.GetCarePlan:output_type -> careplan.v1.CarePlan
-	8,  // 46: careplan.v1.CarePlanService.UpdateCarePlan:output_type -> careplan.v1.CarePlan
-	21, // 47: careplan.v1.CarePlanService.ListCarePlans:output_type -> careplan.v1.ListCarePlansResponse
-	23, // 48: careplan.v1.CarePlanService.ListCarePlanVersions:output_type -> careplan.v1.ListCarePlanVersionsResponse
-	25, // 49: careplan.v1.CarePlanService.WatchCarePlans:output_type -> careplan.v1.CarePlanEvent
-	27, // 50: careplan.v1.AuditService.ListAuditEvents:output_type -> careplan.v1.ListAuditEventsResponse
-	44, // [44:51] is the sub-list for method output_type
-	37, // [37:44] is the sub-list for method input_type
+	29, // 44: careplan.v1.AdminService.Backup:input_type -> careplan.v1.BackupRequest
+	8,  // 45: careplan.v1.CarePlanService.CreateCarePlan:output_type -> careplan.v1.CarePlan
+	8,  // 46: careplan.v1.CarePlanService.GetCarePlan:output_type -> careplan.v1.CarePlan
+	8,  // 47: careplan.v1.CarePlanService.UpdateCarePlan:output_type -> careplan.v1.CarePlan
+	21, // 48: careplan.v1.CarePlanService.ListCarePlans:output_type -> careplan.v1.ListCarePlansResponse
+	23, // 49: careplan.v1.CarePlanService.ListCarePlanVersions:output_type -> careplan.v1.ListCarePlanVersionsResponse
+	25, // 50: careplan.v1.CarePlanService.WatchCarePlans:output_type -> careplan.v1.CarePlanEvent
+	27, // 51: careplan.v1.AuditService.ListAuditEvents:output_type -> careplan.v1.ListAuditEventsResponse
+	30, // 52: careplan.v1.AdminService.Backup:output_type -> careplan.v1.BackupResponse
+	45, // [45:53] is the sub-list for method output_type
+	37, // [37:45] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
 	37, // [37:37] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -2464,9 +2566,9 @@ func file_careplan_v1_careplan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_careplan_v1_careplan_proto_rawDesc), len(file_careplan_v1_careplan_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_careplan_v1_careplan_proto_goTypes,
 		DependencyIndexes: file_careplan_v1_careplan_proto_depIdxs,
