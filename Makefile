@@ -35,11 +35,19 @@ fmt:
 run:
 	go run ./cmd/careplan-server --dev
 
+## bench: benchmark harness with same-run baselines (quick run by default;
+## BENCHFLAGS="-plans 1000000" for the full scale run)
+BENCHFLAGS ?=
+bench:
+	go run ./bench $(BENCHFLAGS)
+
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:
 	go test ./validate -run=NONE -fuzz=FuzzNHSNumber -fuzztime=$(FUZZTIME)
 	go test ./validate -run=NONE -fuzz=FuzzCarePlan -fuzztime=$(FUZZTIME)
+	go test ./server -run=NONE -fuzz=FuzzApplyMask -fuzztime=$(FUZZTIME)
+	go test ./auth -run=NONE -fuzz=FuzzVerify -fuzztime=$(FUZZTIME)
 
 ## crashtest: SIGKILL/SIGTERM the real server under load and verify every acknowledged write (CYCLES=20)
 CYCLES ?= 20
