@@ -9,6 +9,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/careplan/careplan/auth"
@@ -18,7 +19,7 @@ import (
 // read by the logging interceptor when the call finishes. It is created
 // outermost because the logger's context cannot see values added later.
 type callInfo struct {
-	subject, org string
+	subject, org, requestID string
 }
 
 type callInfoKey struct{}
@@ -33,22 +34,46 @@ func callInfoFrom(ctx context.Context) *callInfo {
 }
 
 func callInfoUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	return handler(withCallInfo(ctx), req)
+	ctx = withCallInfo(ctx)
+	ci := callInfoFrom(ctx)
+	ci.requestID = requestIDHeader(ctx)
+	if r, ok := req.(interface{ GetRequestId() string }); ok && r.GetRequestId() != "" {
+		ci.requestID = truncate(r.GetRequestId(), maxRequestIDChars)
+	}
+	return handler(ctx, req)
+}
+
+// requestIDHeader is the caller's x-request-id, for tracing a call across
+// systems in the logs.
+func requestIDHeader(ctx context.Context) string {
+	if v := metadata.ValueFromIncomingContext(ctx, "x-request-id"); len(v) > 0 {
+		return truncate(v[0], maxRequestIDChars)
+	}
+	return ""
 }
 
 func callInfoStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	w := middleware.WrapServerStream(ss)
 	w.WrappedContext = withCallInfo(ss.Context())
+	callInfoFrom(w.WrappedContext).requestID = requestIDHeader(ss.Context())
 	return handler(srv, w)
 }
 
-// callFields are the log fields of a call: who called, never what about.
+// callFields are the log fields of a call: who called and the request id,
+// never what about (no NHS number, name or plan body).
 func callFields(ctx context.Context) logging.Fields {
 	ci := callInfoFrom(ctx)
-	if ci == nil || ci.subject == "" {
+	if ci == nil {
 		return nil
 	}
-	return logging.Fields{"sub", ci.subject, "org", ci.org}
+	var f logging.Fields
+	if ci.subject != "" {
+		f = append(f, "sub", ci.subject, "org", ci.org)
+	}
+	if ci.requestID != "" {
+		f = append(f, "request_id", ci.requestID)
+	}
+	return f
 }
 
 type authenticator struct {

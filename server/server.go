@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -66,6 +67,8 @@ type Config struct {
 	// KeepaliveTime: the server pings a connection idle this long, and
 	// closes it if no answer comes within KeepaliveTimeout. Defaults 1m, 20s.
 	KeepaliveTime, KeepaliveTimeout time.Duration
+	// Metrics, when set, counts calls and times them by method and code.
+	Metrics *grpcprom.ServerMetrics
 	// ExtraOptions are appended to the server options (tests, metrics).
 	ExtraOptions []grpc.ServerOption
 }
@@ -114,18 +117,24 @@ func New(cfg Config) (*Server, error) {
 		return status.Error(codes.Internal, "internal error")
 	})
 	logger := interceptorLogger(cfg.Logger)
+	metricsUnary, metricsStream := noopUnary, noopStream
+	if cfg.Metrics != nil {
+		metricsUnary, metricsStream = cfg.Metrics.UnaryServerInterceptor(), cfg.Metrics.StreamServerInterceptor()
+	}
 
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
-		// Order: call info (so the logger sees who called) → logging →
+		// Order: call info (so the logger sees who called) → metrics →
+		// logging →
 		// auth → per-caller rate limit (before audit, so a flood costs no
 		// writes) → audit → validation → recovery (innermost, so a panic
 		// becomes INTERNAL and is still logged and audited).
 		grpc.ChainUnaryInterceptor(
 			callInfoUnary,
+			metricsUnary,
 			logging.UnaryServerInterceptor(logger, logOpts...),
 			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(a.authenticate), needsToken),
 			limits.unary,
@@ -135,6 +144,7 @@ func New(cfg Config) (*Server, error) {
 		),
 		grpc.ChainStreamInterceptor(
 			callInfoStream,
+			metricsStream,
 			logging.StreamServerInterceptor(logger, logOpts...),
 			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(a.authenticate), needsToken),
 			limits.stream,
@@ -170,7 +180,18 @@ func New(cfg Config) (*Server, error) {
 		})
 	}
 	reflection.Register(gs)
+	if cfg.Metrics != nil {
+		cfg.Metrics.InitializeMetrics(gs)
+	}
 	return &Server{Server: gs, Health: hs}, nil
+}
+
+func noopUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	return h(ctx, req)
+}
+
+func noopStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return h(srv, ss)
 }
 
 // interceptorLogger adapts slog to the middleware's logger.

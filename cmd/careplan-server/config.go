@@ -20,7 +20,7 @@ import (
 )
 
 type config struct {
-	addr, data                string
+	addr, data, metricsAddr   string
 	jwks, issuer, audience    string
 	tlsCert, tlsKey, clientCA string
 	dev                       bool
@@ -38,6 +38,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "listen address")
 	fs.StringVar(&c.data, "data", "./data/careplan.db", "bbolt data file")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (off when empty)")
 	fs.StringVar(&c.jwks, "jwks", "", "trusted JWK Set file (required unless --dev)")
 	fs.StringVar(&c.issuer, "issuer", "", "trusted token issuer (iss); required with --jwks")
 	fs.StringVar(&c.audience, "audience", devmode.Audience, "required token audience (aud)")

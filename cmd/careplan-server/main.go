@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/careplan/careplan/metrics"
 	"github.com/careplan/careplan/server"
 	"github.com/careplan/careplan/store/boltstore"
 )
@@ -57,14 +58,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if err != nil {
 		return err
 	}
-	st, err := boltstore.Open(cfg.data, boltstore.Options{})
+	reg := metrics.New()
+	var st *boltstore.Store
+	// The size gauge is read only when /metrics is scraped, after Open.
+	storeMetrics := reg.NewStore(func() int64 { return st.FileSize() })
+	st, err = boltstore.Open(cfg.data, boltstore.Options{Observer: storeMetrics})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if cfg.metricsAddr != "" {
+		maddr, _, err := reg.Serve(ctx, cfg.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		logger.Info("metrics listening", "addr", maddr, "path", "/metrics")
+	}
 
 	srv, err := server.New(server.Config{
 		Store: st, Verifier: verifier, Logger: logger, Creds: creds, MaxRequestBytes: cfg.maxRequestBytes,
+		Metrics:              reg.GRPC,
 		MaxConcurrentStreams: uint32(cfg.maxConcurrentStreams),
 		RateLimit:            server.RateLimit{PerSecond: cfg.rateLimit, Burst: cfg.rateBurst},
 	})

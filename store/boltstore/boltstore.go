@@ -31,6 +31,14 @@ type Options struct {
 	// ProbeBytes is the size of the probe write; it should be at least the
 	// largest write a caller can make. Default 1 MiB.
 	ProbeBytes int
+	// Observer, when set, hears of every commit (for metrics).
+	Observer CommitObserver
+}
+
+// CommitObserver hears of each group commit: how many operations shared it,
+// how long the disk write and fsync took, and whether it failed.
+type CommitObserver interface {
+	ObserveCommit(ops int, diskTime time.Duration, err error)
 }
 
 // Store is a store.Store on a bbolt file.
@@ -58,6 +66,7 @@ type Store struct {
 	writable      atomic.Bool
 	probeInterval time.Duration
 	probeBytes    int
+	observer      CommitObserver
 	healthMu      sync.Mutex
 	onHealth      func(writable bool)
 }
@@ -110,9 +119,19 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s.rev.Store(int64(rev))
 	s.writable.Store(true)
-	s.probeInterval, s.probeBytes = opts.ProbeInterval, opts.ProbeBytes
+	s.probeInterval, s.probeBytes, s.observer = opts.ProbeInterval, opts.ProbeBytes, opts.Observer
 	go s.commitLoop()
 	return s, nil
+}
+
+// FileSize is the size of the data file in bytes (it never shrinks).
+func (s *Store) FileSize() int64 {
+	var n int64
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Size()
+		return nil
+	})
+	return n
 }
 
 // DB exposes the underlying bbolt handle for offline tools (backup, checks).

@@ -87,8 +87,15 @@ func (s *Store) commitLoop() {
 func (s *Store) runBatch(batch []*op) {
 	results := make([]error, len(batch))
 	s.txRev = 0
+	var diskTime time.Duration
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		s.txRev = 0
+		// After the commit, the transaction's stats hold the time spent
+		// writing pages and fsyncing.
+		tx.OnCommit(func() {
+			stats := tx.Stats()
+			diskTime = stats.GetWriteTime()
+		})
 		for i, o := range batch {
 			// Nothing is committed for a caller whose deadline has passed.
 			if err := o.ctx.Err(); err != nil {
@@ -103,6 +110,9 @@ func (s *Store) runBatch(batch []*op) {
 		}
 		return nil
 	})
+	if s.observer != nil {
+		s.observer.ObserveCommit(len(batch), diskTime, err)
+	}
 	if err != nil {
 		if len(batch) > 1 {
 			for _, o := range batch {
