@@ -15,5 +15,9 @@ FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/careplan-server /out/careplan /usr/local/bin/
 USER nonroot:nonroot
 VOLUME ["/data"]
-EXPOSE 50051
-ENTRYPOINT ["/usr/local/bin/careplan-server", "--addr=0.0.0.0:50051", "--data=/data/careplan.db"]
+EXPOSE 50051 9090
+# The probe is the server binary itself (`careplan-server health`), so the
+# image needs no shell or extra tool. Add --tls/--tls-ca when serving TLS.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/careplan-server", "health", "--addr", "127.0.0.1:50051"]
+ENTRYPOINT ["/usr/local/bin/careplan-server", "--addr=0.0.0.0:50051", "--data=/data/careplan.db", "--metrics-addr=0.0.0.0:9090"]

@@ -1,6 +1,7 @@
 // Command careplan-server serves the careplan gRPC API on an embedded bbolt
 // store. `careplan-server --dev` runs it with nothing else installed;
-// `careplan-server verify-audit --data FILE` checks the audit hash chain.
+// `careplan-server verify-audit --data FILE` checks the audit hash chain;
+// `careplan-server health` asks a running server whether it is SERVING.
 package main
 
 import (
@@ -24,9 +25,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "verify-audit" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "verify-audit":
 		err = verifyAudit(os.Args[2:], os.Stdout, os.Stderr)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "health":
+		err = health(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	default:
 		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
 	}
 	if err != nil {
