@@ -7,12 +7,16 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/careplan-server ./cmd/careplan-server \
- && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/careplan ./cmd/careplan
+ && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/careplan ./cmd/careplan \
+ && mkdir -p /out/data
 
-# Run stage: a small image with no shell tools beyond what debug needs, run
-# as a non-root user that owns only the data volume.
+# Run stage: a small image with no shell, run as a non-root user (65532)
+# that owns only the data volume.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/careplan-server /out/careplan /usr/local/bin/
+# A new named volume takes this directory's owner, so the non-root user can
+# write its data file there.
+COPY --from=build --chown=65532:65532 /out/data /data
 USER nonroot:nonroot
 VOLUME ["/data"]
 EXPOSE 50051 9090

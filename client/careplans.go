@@ -2,17 +2,12 @@ package client
 
 import (
 	"context"
-	"errors"
 
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 )
-
-// historyPageSize asks for the server's maximum page, so following every page
-// costs as few round trips as the server allows.
-const historyPageSize = 100
 
 // WithAccessReason returns a context whose calls carry reason as
 // x-access-reason. The server needs it for a break-glass read of a plan the
@@ -53,22 +48,18 @@ func (c *Client) Update(ctx context.Context, plan *careplanv1.CarePlan, paths []
 // all pages.
 func (c *Client) History(ctx context.Context, nhs string) ([]*careplanv1.CarePlan, error) {
 	var versions []*careplanv1.CarePlan
-	req := &careplanv1.ListCarePlanVersionsRequest{NhsNumber: nhs, PageSize: historyPageSize}
-	for {
-		resp, err := c.plans.ListCarePlanVersions(ctx, req)
+	err := forEachPage(func(token string) (string, error) {
+		resp, err := c.plans.ListCarePlanVersions(ctx, &careplanv1.ListCarePlanVersionsRequest{
+			NhsNumber: nhs, PageSize: maxPageSize, PageToken: token,
+		})
 		if err != nil {
-			return nil, FromError(err)
+			return "", FromError(err)
 		}
 		versions = append(versions, resp.GetVersions()...)
-		next := resp.GetNextPageToken()
-		if next == "" {
-			return versions, nil
-		}
-		if next == req.PageToken {
-			// A server that hands back the token it was given would
-			// otherwise keep this loop going for ever.
-			return nil, errors.New("client: history: server repeated its page token")
-		}
-		req.PageToken = next
+		return resp.GetNextPageToken(), nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return versions, nil
 }

@@ -1,8 +1,10 @@
 // Package client is the Go library for the careplan service. It wraps the
 // generated stubs with what every caller would otherwise write again: bearer
 // tokens on each call, errors decoded from their google.rpc details into a
-// typed *Error, paging, and a read-modify-write helper that retries when
-// another writer got there first.
+// typed *Error, paging, a read-modify-write helper that retries when
+// another writer got there first (Modify), a change feed that resumes by
+// itself after a restart or a slow-reader cut-off (Watch), the audit trail
+// (AuditEvents), and a checked hot backup (Backup).
 package client
 
 import (
@@ -21,6 +23,7 @@ type Client struct {
 	conn  *grpc.ClientConn
 	plans careplanv1.CarePlanServiceClient
 	audit careplanv1.AuditServiceClient
+	admin careplanv1.AdminServiceClient
 }
 
 // Dial returns a client for the server at addr. Like grpc.NewClient it does
@@ -54,6 +57,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		conn:  conn,
 		plans: careplanv1.NewCarePlanServiceClient(conn),
 		audit: careplanv1.NewAuditServiceClient(conn),
+		admin: careplanv1.NewAdminServiceClient(conn),
 	}, nil
 }
 
@@ -61,7 +65,7 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 func (c *Client) Close() error { return c.conn.Close() }
 
 // CarePlans returns the raw CarePlanService stub, for calls this package does
-// not wrap (ListCarePlans, WatchCarePlans). Its errors are plain gRPC
+// not wrap (ListCarePlans). Its errors are plain gRPC
 // statuses: pass them through FromError to get an *Error.
 func (c *Client) CarePlans() careplanv1.CarePlanServiceClient { return c.plans }
 

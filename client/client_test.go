@@ -4,103 +4,97 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/careplan/careplan/client"
-	"github.com/careplan/careplan/client/clienttest"
+	"github.com/careplan/careplan/internal/fixture"
+	"github.com/careplan/careplan/internal/testserver"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 )
 
-const nhs = "9434765919"
-
-func dial(t *testing.T, srv *clienttest.Server, opts ...client.Option) *client.Client {
-	t.Helper()
-	c, err := client.Dial(t.Context(), srv.Addr, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-func samplePlan() *careplanv1.CarePlan {
-	return &careplanv1.CarePlan{
-		NhsNumber:   nhs,
-		Person:      &careplanv1.Person{GivenName: "Ada", FamilyName: "Example", BirthDate: "1941-03-02"},
-		Status:      careplanv1.CarePlan_STATUS_ACTIVE,
-		WhatMatters: "Staying at home with my cat.",
-	}
-}
-
-// callsTo returns the requests the fake received for one method.
-func callsTo[T any](srv *clienttest.Server, method string) []T {
-	var out []T
-	for _, c := range srv.Calls() {
-		if c.Method == "/careplan.v1.CarePlanService/"+method {
-			out = append(out, c.Request.(T))
-		}
-	}
-	return out
-}
-
+// TestFromError decodes errors as the real server sends them.
 func TestFromError(t *testing.T) {
+	s, _ := start(t)
+	trust := dialAs(t, s, testserver.TrustUser)
+	council := dialAs(t, s, testserver.Council)
+	plan := createPlan(t, trust, 1)
+	current := setWhatMatters(t, trust, plan.GetNhsNumber(), "A newer version.")
 	plain := errors.New("not a status")
+
 	tests := []struct {
 		name        string
-		in          error
+		call        func(ctx context.Context) error
 		wantCode    codes.Code
 		wantReason  string
 		wantFields  []string
 		wantEtag    string
-		passThrough bool
+		passThrough error // the error FromError must return unchanged
 	}{
 		{
-			name:       "bad request fields",
-			in:         clienttest.Status(codes.InvalidArgument, "INVALID_ARGUMENT", "invalid care plan", nil, "nhs_number", "person.birth_date"),
+			name: "bad request fields",
+			call: func(ctx context.Context) error {
+				bad := fixture.TrustPlan(fixture.NHSNumber(2))
+				bad.Person.BirthDate = "1941-13-40"
+				_, err := trust.Create(ctx, bad, "")
+				return err
+			},
 			wantCode:   codes.InvalidArgument,
 			wantReason: "INVALID_ARGUMENT",
-			wantFields: []string{"nhs_number", "person.birth_date"},
+			wantFields: []string{"care_plan.person.birth_date"},
 		},
 		{
-			name:       "etag mismatch",
-			in:         clienttest.Status(codes.Aborted, "ETAG_MISMATCH", "stale", map[string]string{"current_etag": `W/"7"`}),
+			name: "etag mismatch",
+			call: func(ctx context.Context) error {
+				_, err := trust.Update(ctx, plan, []string{"what_matters"}, "")
+				return err
+			},
 			wantCode:   codes.Aborted,
 			wantReason: "ETAG_MISMATCH",
-			wantEtag:   `W/"7"`,
+			wantEtag:   current.GetEtag(),
 		},
 		{
-			name:       "forbidden change",
-			in:         clienttest.Status(codes.PermissionDenied, "FIELD_NOT_PERMITTED", "denied", nil, "coordinator"),
+			name: "forbidden change",
+			call: func(ctx context.Context) error {
+				change := &careplanv1.CarePlan{NhsNumber: plan.GetNhsNumber(), Etag: current.GetEtag(), Coordinator: fixture.Plan("").GetTeam()[1].GetProfessional()}
+				_, err := council.Update(ctx, change, []string{"coordinator"}, "")
+				return err
+			},
 			wantCode:   codes.PermissionDenied,
 			wantReason: "FIELD_NOT_PERMITTED",
-			wantFields: []string{"coordinator"},
+			wantFields: []string{"care_plan.coordinator"},
 		},
 		{
-			name:     "status without details",
-			in:       status.Error(codes.Unavailable, "connection refused"),
+			name: "status without details",
+			call: func(ctx context.Context) error {
+				_, err := dial(t, closedAddr(t)).Get(ctx, plan.GetNhsNumber())
+				return err
+			},
 			wantCode: codes.Unavailable,
 		},
-		{name: "nil", in: nil, passThrough: true},
-		{name: "plain error", in: plain, passThrough: true},
-		{name: "context error", in: fmt.Errorf("wait: %w", context.Canceled), passThrough: true},
+		{name: "nil", passThrough: nil},
+		{name: "plain error", passThrough: plain},
+		{name: "context error", passThrough: fmt.Errorf("wait: %w", context.Canceled)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := client.FromError(tt.in)
-			if tt.passThrough {
-				if got != tt.in {
-					t.Fatalf("FromError(%v) = %v, want it unchanged", tt.in, got)
+			if tt.call == nil {
+				if got := client.FromError(tt.passThrough); got != tt.passThrough {
+					t.Fatalf("FromError(%v) = %v, want it unchanged", tt.passThrough, got)
 				}
 				return
 			}
+			got := tt.call(t.Context())
 			var e *client.Error
 			if !errors.As(got, &e) {
-				t.Fatalf("FromError = %T, want *client.Error", got)
+				t.Fatalf("error = %T %v, want *client.Error", got, got)
 			}
 			if e.Code != tt.wantCode || e.Reason != tt.wantReason || !slices.Equal(e.Fields, tt.wantFields) || e.CurrentEtag() != tt.wantEtag {
 				t.Errorf("got code=%v reason=%q fields=%q etag=%q, want %v %q %q %q",
@@ -119,6 +113,19 @@ func TestFromError(t *testing.T) {
 	}
 }
 
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	_ = lis.Close()
+	return addr
+}
+
+// TestErrorsIs maps every code to its sentinel; it needs no server.
 func TestErrorsIs(t *testing.T) {
 	sentinels := []error{
 		client.ErrNotFound, client.ErrAlreadyExists, client.ErrEtagMismatch, client.ErrPermissionDenied,
@@ -151,8 +158,8 @@ func TestErrorsIs(t *testing.T) {
 }
 
 func TestGetDecodesServerError(t *testing.T) {
-	c := dial(t, clienttest.Start(t))
-	_, err := c.Get(t.Context(), nhs)
+	s, _ := start(t)
+	_, err := dialAs(t, s, testserver.TrustUser).Get(t.Context(), fixture.NHSNumber(1))
 	var e *client.Error
 	if !errors.Is(err, client.ErrNotFound) || !errors.As(err, &e) || e.Reason != "PLAN_NOT_FOUND" {
 		t.Fatalf("Get of a missing plan = %v, want ErrNotFound with reason PLAN_NOT_FOUND", err)
@@ -160,15 +167,16 @@ func TestGetDecodesServerError(t *testing.T) {
 }
 
 func TestCreateGetUpdate(t *testing.T) {
-	srv := clienttest.Start(t)
-	c := dial(t, srv)
+	s, tap := start(t)
+	c := dialAs(t, s, testserver.TrustUser)
 	ctx := t.Context()
+	nhs := fixture.NHSNumber(1)
 
-	created, err := c.Create(ctx, samplePlan(), "req-1")
+	created, err := c.Create(ctx, fixture.TrustPlan(nhs), "req-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Create(ctx, samplePlan(), "req-2"); !errors.Is(err, client.ErrAlreadyExists) {
+	if _, err := c.Create(ctx, fixture.TrustPlan(nhs), "req-2"); !errors.Is(err, client.ErrAlreadyExists) {
 		t.Fatalf("second Create = %v, want ErrAlreadyExists", err)
 	}
 	got, err := c.Get(ctx, nhs)
@@ -177,17 +185,18 @@ func TestCreateGetUpdate(t *testing.T) {
 	}
 
 	got.WhatMatters = "Getting to the allotment."
-	if _, err := c.Update(ctx, got, nil, ""); err != nil {
-		t.Fatal(err)
+	updated, err := c.Update(ctx, got, nil, "")
+	if err != nil || updated.GetWhatMatters() != got.GetWhatMatters() || updated.GetVersion() != 2 {
+		t.Fatalf("Update = %v, %v; want version 2 with the change", updated, err)
 	}
 	got.WhatMatters = "stale"
 	_, err = c.Update(ctx, got, []string{"what_matters"}, "req-3")
 	var e *client.Error
-	if !errors.As(err, &e) || !errors.Is(err, client.ErrEtagMismatch) || e.CurrentEtag() == "" || e.CurrentEtag() == got.GetEtag() {
-		t.Fatalf("stale Update = %v, want ErrEtagMismatch carrying the new etag", err)
+	if !errors.As(err, &e) || !errors.Is(err, client.ErrEtagMismatch) || e.CurrentEtag() != updated.GetEtag() {
+		t.Fatalf("stale Update = %v, want ErrEtagMismatch carrying the new etag %q", err, updated.GetEtag())
 	}
 
-	updates := callsTo[*careplanv1.UpdateCarePlanRequest](srv, "UpdateCarePlan")
+	updates := requestsTo[*careplanv1.UpdateCarePlanRequest](tap, "UpdateCarePlan")
 	if len(updates) != 2 {
 		t.Fatalf("server saw %d updates, want 2", len(updates))
 	}
@@ -199,11 +208,14 @@ func TestCreateGetUpdate(t *testing.T) {
 	}
 }
 
+// TestModify causes real conflicts: a second writer (the council, changing
+// its own goal) updates the plan inside fn, so the etag fn was given is
+// stale by the time Modify writes.
 func TestModify(t *testing.T) {
 	const newText = "Walking to the shop on my own."
 	tests := []struct {
 		name       string
-		collisions int // writes by someone else that land just before ours
+		collisions int // attempts on which the council writes first
 		attempts   int
 		fnErr      error
 		wantErr    error
@@ -216,17 +228,22 @@ func TestModify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := clienttest.Start(t)
-			srv.Put(samplePlan())
-			srv.ConcurrentWrites(tt.collisions)
-			c := dial(t, srv)
+			s, tap := start(t)
+			trustToken := s.Token(testserver.TrustUser)
+			c := dial(t, s.Addr, client.WithToken(trustToken))
+			other := dialAs(t, s, testserver.Council)
+			nhs := createPlan(t, c, 1).GetNhsNumber()
 
 			var runs int
 			var etagsSeen []string
 			fn := func(p *careplanv1.CarePlan) error {
 				runs++
 				etagsSeen = append(etagsSeen, p.GetEtag())
+				if runs <= tt.collisions {
+					councilWrites(t, other, nhs, runs)
+				}
 				p.WhatMatters = newText
+				p.KeyContacts = nil // cleared: mask "*" must store the plan exactly as fn left it
 				return tt.fnErr
 			}
 			var opts []client.ModifyOption
@@ -238,7 +255,12 @@ func TestModify(t *testing.T) {
 			if runs != tt.wantFnRuns {
 				t.Errorf("fn ran %d times, want %d", runs, tt.wantFnRuns)
 			}
-			updates := callsTo[*careplanv1.UpdateCarePlanRequest](srv, "UpdateCarePlan")
+			var updates []*careplanv1.UpdateCarePlanRequest
+			for _, call := range tap.callsTo("UpdateCarePlan") {
+				if slices.Equal(call.md.Get("authorization"), []string{"Bearer " + trustToken}) {
+					updates = append(updates, call.requests[0].(*careplanv1.UpdateCarePlanRequest))
+				}
+			}
 			switch {
 			case tt.fnErr != nil:
 				if err != tt.fnErr || len(updates) != 0 {
@@ -252,7 +274,7 @@ func TestModify(t *testing.T) {
 			case err != nil:
 				t.Fatalf("Modify: %v", err)
 			default:
-				if got.GetWhatMatters() != newText || got.GetEtag() == "" {
+				if got.GetWhatMatters() != newText || len(got.GetKeyContacts()) != 0 || got.GetVersion() != int64(tt.collisions+2) {
 					t.Errorf("Modify returned %v, want the stored plan with the change", got)
 				}
 				if want := etagsSeen[len(etagsSeen)-1]; updates[len(updates)-1].GetCarePlan().GetEtag() != want {
@@ -276,111 +298,174 @@ func TestModify(t *testing.T) {
 	}
 }
 
+// councilWrites stores a new version through the council's own goal, as a
+// concurrent writer would.
+func councilWrites(t *testing.T, council *client.Client, nhs string, n int) {
+	t.Helper()
+	cur, err := council.Get(t.Context(), nhs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Goals[1].Description = fmt.Sprintf("Stay living at home (council edit %d)", n)
+	if _, err := council.Update(t.Context(), cur, []string{"goals"}, ""); err != nil {
+		t.Fatalf("concurrent council write: %v", err)
+	}
+}
+
+// TestModifyStopsWhenContextEnds cancels the context just after the server
+// refused the first attempt as stale, so Modify is in its backoff when the
+// context ends and must return rather than try again.
 func TestModifyStopsWhenContextEnds(t *testing.T) {
-	srv := clienttest.Start(t)
-	srv.Put(samplePlan())
-	srv.ConcurrentWrites(100)
-	c := dial(t, srv)
+	s, _ := start(t)
 	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cancelAfterAborted := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if status.Code(err) == codes.Aborted {
+			cancel()
+		}
+		return err
+	})
+	c := dialAs(t, s, testserver.TrustUser, client.WithDialOptions(cancelAfterAborted))
+	other := dialAs(t, s, testserver.Council)
+	nhs := createPlan(t, c, 1).GetNhsNumber()
+	runs := 0
 	_, err := c.Modify(ctx, nhs, func(*careplanv1.CarePlan) error {
-		cancel() // the first attempt still fails ABORTED; the backoff must notice
+		runs++
+		councilWrites(t, other, nhs, runs)
 		return nil
 	})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Modify = %v, want context.Canceled", err)
+	if !errors.Is(err, context.Canceled) || runs != 1 {
+		t.Fatalf("Modify = %v after %d runs of fn, want context.Canceled after 1", err, runs)
 	}
 }
 
 func TestTokens(t *testing.T) {
+	s, tap := start(t)
+	nhs := createPlan(t, dialAs(t, s, testserver.TrustUser), 1).GetNhsNumber()
+	authHeaders := func() [][]string {
+		var out [][]string
+		for _, c := range tap.callsTo("GetCarePlan") {
+			out = append(out, c.md.Get("authorization"))
+		}
+		return out
+	}
+
 	t.Run("fixed token", func(t *testing.T) {
-		srv := clienttest.Start(t)
-		c := dial(t, srv, client.WithToken("abc.def.ghi"))
-		_, _ = c.Get(t.Context(), nhs)
-		calls := srv.Calls()
-		if len(calls) != 1 || !slices.Equal(calls[0].Metadata.Get("authorization"), []string{"Bearer abc.def.ghi"}) {
-			t.Fatalf("server saw %+v, want authorization: Bearer abc.def.ghi", calls)
+		tok := s.Token(testserver.ReadOnly)
+		before := len(authHeaders())
+		if _, err := dial(t, s.Addr, client.WithToken(tok)).Get(t.Context(), nhs); err != nil {
+			t.Fatalf("Get with a valid token: %v", err)
+		}
+		if got := authHeaders()[before:]; len(got) != 1 || !slices.Equal(got[0], []string{"Bearer " + tok}) {
+			t.Fatalf("server saw authorization %q, want Bearer and the token", got)
 		}
 	})
 	t.Run("source called per RPC", func(t *testing.T) {
-		srv := clienttest.Start(t)
 		var n atomic.Int32
-		c := dial(t, srv, client.WithTokenSource(func(context.Context) (string, error) {
-			return fmt.Sprintf("token-%d", n.Add(1)), nil
+		var minted []string
+		c := dial(t, s.Addr, client.WithTokenSource(func(context.Context) (string, error) {
+			who := testserver.ReadOnly
+			who.Subject = fmt.Sprintf("reader-%d", n.Add(1)) // a distinct token each time
+			minted = append(minted, "Bearer "+s.Token(who))
+			return strings.TrimPrefix(minted[len(minted)-1], "Bearer "), nil
 		}))
+		before := len(authHeaders())
 		for range 3 {
-			_, _ = c.Get(t.Context(), nhs)
+			if _, err := c.Get(t.Context(), nhs); err != nil {
+				t.Fatal(err)
+			}
 		}
 		var got []string
-		for _, call := range srv.Calls() {
-			got = append(got, call.Metadata.Get("authorization")...)
+		for _, h := range authHeaders()[before:] {
+			got = append(got, h...)
 		}
-		want := []string{"Bearer token-1", "Bearer token-2", "Bearer token-3"}
-		if !slices.Equal(got, want) {
-			t.Fatalf("authorization seen = %q, want %q", got, want)
+		if !slices.Equal(got, minted) || len(got) != 3 {
+			t.Fatalf("authorization seen = %q, want the three minted tokens %q", got, minted)
 		}
 	})
 	t.Run("source error", func(t *testing.T) {
-		srv := clienttest.Start(t)
-		c := dial(t, srv, client.WithTokenSource(func(context.Context) (string, error) {
+		before := len(authHeaders())
+		c := dial(t, s.Addr, client.WithTokenSource(func(context.Context) (string, error) {
 			return "", errors.New("identity provider down")
 		}))
-		if _, err := c.Get(t.Context(), nhs); !errors.Is(err, client.ErrUnauthenticated) {
-			t.Fatalf("Get = %v, want ErrUnauthenticated", err)
+		_, err := c.Get(t.Context(), nhs)
+		var e *client.Error
+		if !errors.Is(err, client.ErrUnauthenticated) || !errors.As(err, &e) || e.Reason != "" {
+			t.Fatalf("Get = %v, want ErrUnauthenticated raised by the client (no server reason)", err)
 		}
-		if n := len(srv.Calls()); n != 0 {
+		if n := len(authHeaders()) - before; n != 0 {
 			t.Fatalf("server saw %d calls, want none", n)
 		}
 	})
 	t.Run("no token", func(t *testing.T) {
-		srv := clienttest.Start(t)
-		c := dial(t, srv)
-		_, _ = c.Get(t.Context(), nhs)
-		if md := srv.Calls()[0].Metadata; len(md.Get("authorization")) != 0 {
-			t.Fatalf("authorization = %q, want none", md.Get("authorization"))
+		before := len(authHeaders())
+		_, err := dial(t, s.Addr).Get(t.Context(), nhs)
+		var e *client.Error
+		if !errors.As(err, &e) || e.Code != codes.Unauthenticated || e.Reason != "MISSING_TOKEN" {
+			t.Fatalf("Get = %v, want UNAUTHENTICATED MISSING_TOKEN from the server", err)
+		}
+		if got := authHeaders()[before:]; len(got) != 1 || len(got[0]) != 0 {
+			t.Fatalf("authorization = %q, want none", got)
 		}
 	})
 }
 
+// TestWithAccessReason: a break-glass read needs the reason header, so the
+// real server's answer shows it was sent.
 func TestWithAccessReason(t *testing.T) {
-	srv := clienttest.Start(t)
-	c := dial(t, srv)
+	s, tap := start(t)
+	nhs := createPlan(t, dialAs(t, s, testserver.TrustUser), 1).GetNhsNumber()
+	c := dialAs(t, s, testserver.BreakGlass)
+	if _, err := c.Get(t.Context(), nhs); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("break-glass Get without a reason = %v, want ErrPermissionDenied", err)
+	}
 	const reason = "Unconscious in A&E, no team contactable"
-	_, _ = c.Get(client.WithAccessReason(t.Context(), reason), nhs)
-	if got := srv.Calls()[0].Metadata.Get("x-access-reason"); !slices.Equal(got, []string{reason}) {
+	if _, err := c.Get(client.WithAccessReason(t.Context(), reason), nhs); err != nil {
+		t.Fatalf("break-glass Get with a reason: %v", err)
+	}
+	calls := tap.callsTo("GetCarePlan")
+	if got := calls[len(calls)-1].md.Get("x-access-reason"); !slices.Equal(got, []string{reason}) {
 		t.Fatalf("x-access-reason = %q, want %q", got, reason)
 	}
 }
 
+// TestHistoryFollowsPages stores more versions than the server's largest
+// page (100), so History needs two pages.
 func TestHistoryFollowsPages(t *testing.T) {
-	srv := clienttest.Start(t)
-	plan := samplePlan()
-	for i := range 5 {
-		plan.WhatMatters = fmt.Sprintf("v%d", i+1)
-		srv.Put(plan)
+	s, tap := start(t)
+	c := dialAs(t, s, testserver.TrustUser)
+	plan := createPlan(t, c, 1)
+	const versions = 105
+	for i := 2; i <= versions; i++ {
+		plan.WhatMatters = fmt.Sprintf("v%d", i)
+		var err error
+		if plan, err = c.Update(t.Context(), plan, []string{"what_matters"}, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
-	srv.SetPageSize(2)
-	c := dial(t, srv)
 
-	got, err := c.History(t.Context(), nhs)
+	got, err := c.History(t.Context(), plan.GetNhsNumber())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var versions []int64
-	for _, v := range got {
-		versions = append(versions, v.GetVersion())
+	for i, v := range got {
+		if v.GetVersion() != int64(i+1) {
+			t.Fatalf("History[%d] is version %d, want oldest first with no gaps", i, v.GetVersion())
+		}
 	}
-	if !slices.Equal(versions, []int64{1, 2, 3, 4, 5}) {
-		t.Errorf("History versions = %v, want 1..5 oldest first", versions)
+	if len(got) != versions || got[versions-1].GetWhatMatters() != fmt.Sprintf("v%d", versions) {
+		t.Fatalf("History returned %d versions, want %d ending with the last write", len(got), versions)
 	}
 	var tokens []string
-	for _, req := range callsTo[*careplanv1.ListCarePlanVersionsRequest](srv, "ListCarePlanVersions") {
+	for _, req := range requestsTo[*careplanv1.ListCarePlanVersionsRequest](tap, "ListCarePlanVersions") {
 		tokens = append(tokens, req.GetPageToken())
 	}
-	if !slices.Equal(tokens, []string{"", "2", "4"}) {
-		t.Errorf("page tokens sent = %q, want three pages", tokens)
+	if len(tokens) != 2 || tokens[0] != "" || tokens[1] == "" {
+		t.Errorf("page tokens sent = %q, want two pages", tokens)
 	}
 
-	if _, err := c.History(t.Context(), "9434765918"); !errors.Is(err, client.ErrNotFound) {
+	if _, err := c.History(t.Context(), fixture.NHSNumber(2)); !errors.Is(err, client.ErrNotFound) {
 		t.Errorf("History of a missing plan = %v, want ErrNotFound", err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	mathrand "math/rand/v2"
 	"time"
 
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
@@ -15,8 +14,8 @@ import (
 // and a council), so a short, capped backoff is enough to let one win.
 const (
 	defaultMaxAttempts = 10
-	baseBackoff        = 10 * time.Millisecond
-	maxBackoff         = 500 * time.Millisecond
+	modifyBaseBackoff  = 10 * time.Millisecond
+	modifyMaxBackoff   = 500 * time.Millisecond
 )
 
 // replaceAll is the update mask that makes the server take the plan exactly
@@ -59,7 +58,7 @@ func (c *Client) Modify(ctx context.Context, nhs string, fn func(*careplanv1.Car
 	var err error
 	for attempt := range o.maxAttempts {
 		if attempt > 0 {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
+			if err := sleep(ctx, backoff(attempt, modifyBaseBackoff, modifyMaxBackoff)); err != nil {
 				return nil, err
 			}
 		}
@@ -90,29 +89,6 @@ func (c *Client) modifyOnce(ctx context.Context, nhs string, fn func(*careplanv1
 	plan.NhsNumber, plan.Etag = id, etag
 	stored, err = c.Update(ctx, plan, replaceAll, newRequestID())
 	return stored, errors.Is(err, ErrEtagMismatch), err
-}
-
-// backoff returns the wait before the given retry (attempt >= 1): capped
-// exponential growth with jitter over its upper half, so writers that
-// collided once do not collide again in lockstep.
-func backoff(attempt int) time.Duration {
-	d := maxBackoff
-	if attempt < 16 { // beyond this the shift would pass the cap anyway
-		d = min(baseBackoff<<(attempt-1), maxBackoff)
-	}
-	return d/2 + mathrand.N(d/2+1)
-}
-
-// sleep waits for d or until ctx is done, returning ctx's error in that case.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // newRequestID returns a random version 4 UUID string.
