@@ -67,6 +67,11 @@ type Config struct {
 	// KeepaliveTime: the server pings a connection idle this long, and
 	// closes it if no answer comes within KeepaliveTimeout. Defaults 1m, 20s.
 	KeepaliveTime, KeepaliveTimeout time.Duration
+	// TokenCacheSize bounds how many verified tokens are remembered (each
+	// for at most TokenCacheMaxAge and never past its exp). Default 10000;
+	// negative turns the cache off.
+	TokenCacheSize   int
+	TokenCacheMaxAge time.Duration
 	// Metrics, when set, counts calls and times them by method and code.
 	Metrics *grpcprom.ServerMetrics
 	// ExtraOptions are appended to the server options (tests, metrics).
@@ -101,8 +106,12 @@ func New(cfg Config) (*Server, error) {
 	cfg.KeepaliveTime = cmp.Or(cfg.KeepaliveTime, time.Minute)
 	cfg.KeepaliveTimeout = cmp.Or(cfg.KeepaliveTimeout, 20*time.Second)
 	limits := newCallerLimits(cfg.RateLimit)
+	verifier := cfg.Verifier
+	if cfg.TokenCacheSize >= 0 {
+		verifier = newTokenCache(cfg.Verifier, cmp.Or(cfg.TokenCacheSize, 10000), cmp.Or(cfg.TokenCacheMaxAge, 5*time.Minute))
+	}
 	svc := &carePlanService{store: cfg.Store, limits: cfg.Limits, watch: cfg.Watch}
-	a := &authenticator{verifier: cfg.Verifier}
+	a := &authenticator{verifier: verifier}
 	logOpts := []logging.Option{
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithFieldsFromContext(callFields),
