@@ -1,18 +1,12 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/careplan/careplan/internal/fixture"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
@@ -22,24 +16,9 @@ import (
 // checks that /metrics has call and store metrics, and that the JSON logs
 // name who called but never the NHS number, the person's names or the plan.
 func TestMetricsAndSafeLogs(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "careplan.db")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--dev", "--addr", "127.0.0.1:0", "--data", data, "--metrics-addr", "127.0.0.1:0"}, &stdout, &stderr, ready)
-	}()
-	addr := <-ready
-	tok := regexp.MustCompile(`export NHS_TOKEN=(\S+)`).FindStringSubmatch(stdout.String())[1]
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	plans := careplanv1.NewCarePlanServiceClient(conn)
-	callCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok, "x-request-id", "trace-123")
+	r := startServer(t, "--metrics-addr", "127.0.0.1:0")
+	plans := r.plans()
+	callCtx := r.as("NHS", "x-request-id", "trace-123")
 	plan := fixture.TrustPlan(fixture.NHSNumber(5))
 	if _, err := plans.CreateCarePlan(callCtx, &careplanv1.CreateCarePlanRequest{CarePlan: plan}); err != nil {
 		t.Fatal(err)
@@ -50,9 +29,9 @@ func TestMetricsAndSafeLogs(t *testing.T) {
 	bad.Person.BirthDate = "not a date"
 	_, _ = plans.CreateCarePlan(callCtx, &careplanv1.CreateCarePlanRequest{CarePlan: bad})
 
-	maddr := regexp.MustCompile(`"msg":"metrics listening","addr":"([^"]+)"`).FindStringSubmatch(stderr.String())
+	maddr := regexp.MustCompile(`"msg":"metrics listening","addr":"([^"]+)"`).FindStringSubmatch(r.stderr.String())
 	if maddr == nil {
-		t.Fatalf("no metrics address logged:\n%s", stderr.String())
+		t.Fatalf("no metrics address logged:\n%s", r.stderr.String())
 	}
 	resp, err := http.Get("http://" + maddr[1] + "/metrics")
 	if err != nil {
@@ -73,11 +52,10 @@ func TestMetricsAndSafeLogs(t *testing.T) {
 		}
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	logs := stderr.String()
+	logs := r.stderr.String()
 	for _, secret := range []string{plan.GetNhsNumber(), "9434765918", "943 476 5918", bad.GetNhsNumber(), "Ada", "Example", "grandchildren"} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the logs contain %q", secret)

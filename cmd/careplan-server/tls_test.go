@@ -96,30 +96,6 @@ func (p *testPKI) write(t *testing.T, name, typ string, der []byte) string {
 	return path
 }
 
-// startServer runs the binary's run() with args and returns its address.
-func startServer(t *testing.T, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	args = append([]string{"--dev", "--addr", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "careplan.db")}, args...)
-	go func() { done <- run(ctx, args, &out, &out, ready) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server exit: %v", err)
-		}
-	})
-	select {
-	case addr := <-ready:
-		return addr
-	case err := <-done:
-		t.Fatalf("server did not start: %v\n%s", err, out.String())
-	}
-	return ""
-}
-
 func healthCheck(addr string, creds credentials.TransportCredentials) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
@@ -134,7 +110,7 @@ func healthCheck(addr string, creds credentials.TransportCredentials) error {
 
 func TestTLS(t *testing.T) {
 	p := newPKI(t)
-	addr := startServer(t, "--tls-cert", p.serverCert, "--tls-key", p.serverKey)
+	addr := startServer(t, "--tls-cert", p.serverCert, "--tls-key", p.serverKey).addr
 	if err := healthCheck(addr, credentials.NewTLS(&tls.Config{RootCAs: p.pool})); err != nil {
 		t.Fatalf("TLS client: %v", err)
 	}
@@ -150,7 +126,7 @@ func TestTLS(t *testing.T) {
 
 func TestMutualTLS(t *testing.T) {
 	p := newPKI(t)
-	addr := startServer(t, "--tls-cert", p.serverCert, "--tls-key", p.serverKey, "--client-ca", p.caFile)
+	addr := startServer(t, "--tls-cert", p.serverCert, "--tls-key", p.serverKey, "--client-ca", p.caFile).addr
 	withCert := credentials.NewTLS(&tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.client}})
 	if err := healthCheck(addr, withCert); err != nil {
 		t.Fatalf("client with a certificate from the trusted CA: %v", err)
@@ -167,7 +143,7 @@ func TestMutualTLS(t *testing.T) {
 func TestTLSClientCAMustBeTrusted(t *testing.T) {
 	p := newPKI(t)
 	// The server trusts only another CA: our client certificate is refused.
-	addr := startServer(t, "--tls-cert", p.serverCert, "--tls-key", p.serverKey, "--client-ca", p.otherCA)
+	addr := startServer(t, "--tls-cert", p.serverCert, "--tls-key", p.serverKey, "--client-ca", p.otherCA).addr
 	withCert := credentials.NewTLS(&tls.Config{RootCAs: p.pool, Certificates: []tls.Certificate{p.client}})
 	if err := healthCheck(addr, withCert); err == nil {
 		t.Fatal("a client certificate from an untrusted CA was accepted")

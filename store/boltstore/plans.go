@@ -25,34 +25,36 @@ const maxScan = 10000
 
 // Create implements store.Store.
 func (s *Store) Create(ctx context.Context, w store.Write) (*careplanv1.CarePlan, error) {
-	var out *careplanv1.CarePlan
-	err := s.commit(ctx, func(tx *bolt.Tx) error {
-		out = nil
-		if p, ok, err := replayTx(tx, w); ok || err != nil {
-			out = p
-			return err
+	return s.writePlan(ctx, w, func(tx *bolt.Tx, p *careplanv1.CarePlan) (*careplanv1.CarePlan, error) {
+		if tx.Bucket(bucketPlans).Get([]byte(p.GetNhsNumber())) != nil {
+			return nil, store.ErrAlreadyExists
 		}
-		nhs := w.Plan.GetNhsNumber()
-		if tx.Bucket(bucketPlans).Get([]byte(nhs)) != nil {
-			return store.ErrAlreadyExists
-		}
-		now := commitTime(w.Now)
-		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
 		p.Version = 1
-		p.CreateTime, p.UpdateTime = now, now
-		p.CreatedBy, p.UpdatedBy = w.Actor, w.Actor
-		p.Etag = etag(p)
-		out = p
-		return s.putVersionTx(tx, nil, p, careplanv1.CarePlanEvent_TYPE_CREATED, w)
+		p.CreateTime, p.CreatedBy = p.GetUpdateTime(), p.GetUpdatedBy()
+		return nil, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // Update implements store.Store.
 func (s *Store) Update(ctx context.Context, w store.Write) (*careplanv1.CarePlan, error) {
+	return s.writePlan(ctx, w, func(tx *bolt.Tx, p *careplanv1.CarePlan) (*careplanv1.CarePlan, error) {
+		cur, err := currentTx(tx, p.GetNhsNumber())
+		if err != nil {
+			return nil, err
+		}
+		if cur.GetEtag() != w.MatchEtag {
+			return nil, &store.EtagMismatchError{Current: cur.GetEtag()}
+		}
+		p.Version = cur.GetVersion() + 1
+		p.CreateTime, p.CreatedBy = cur.GetCreateTime(), cur.GetCreatedBy()
+		return cur, nil
+	})
+}
+
+// writePlan commits w as a new version. After the idempotency check, prepare
+// checks the write against the stored plan (returned as old; nil on create)
+// and sets the version fields of p, whose update time and actor are set.
+func (s *Store) writePlan(ctx context.Context, w store.Write, prepare func(tx *bolt.Tx, p *careplanv1.CarePlan) (old *careplanv1.CarePlan, err error)) (*careplanv1.CarePlan, error) {
 	var out *careplanv1.CarePlan
 	err := s.commit(ctx, func(tx *bolt.Tx) error {
 		out = nil
@@ -60,20 +62,19 @@ func (s *Store) Update(ctx context.Context, w store.Write) (*careplanv1.CarePlan
 			out = p
 			return err
 		}
-		cur, err := currentTx(tx, w.Plan.GetNhsNumber())
+		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
+		p.UpdateTime, p.UpdatedBy = commitTime(w.Now), w.Actor
+		old, err := prepare(tx, p)
 		if err != nil {
 			return err
 		}
-		if cur.GetEtag() != w.MatchEtag {
-			return &store.EtagMismatchError{Current: cur.GetEtag()}
-		}
-		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
-		p.Version = cur.GetVersion() + 1
-		p.CreateTime, p.CreatedBy = cur.GetCreateTime(), cur.GetCreatedBy()
-		p.UpdateTime, p.UpdatedBy = commitTime(w.Now), w.Actor
 		p.Etag = etag(p)
+		typ := careplanv1.CarePlanEvent_TYPE_UPDATED
+		if old == nil {
+			typ = careplanv1.CarePlanEvent_TYPE_CREATED
+		}
 		out = p
-		return s.putVersionTx(tx, cur, p, careplanv1.CarePlanEvent_TYPE_UPDATED, w)
+		return s.putVersionTx(tx, old, p, typ, w)
 	})
 	if err != nil {
 		return nil, err
