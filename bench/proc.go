@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/careplan/careplan/auth"
+	"github.com/careplan/careplan/internal/devmode"
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
+	"github.com/careplan/careplan/server"
+	"github.com/careplan/careplan/store/boltstore"
+)
+
+const (
+	// startTimeout bounds how long a server may take to report SERVING.
+	startTimeout = 60 * time.Second
+	// stopTimeout bounds how long a server may take to exit after SIGTERM;
+	// the server's own drain bound is 15s.
+	stopTimeout = 30 * time.Second
+)
+
+// healthService is the health entry both the careplan and the bare server
+// report, so start-up is measured the same way for each.
+var healthService = careplanv1.CarePlanService_ServiceDesc.ServiceName
+
+// target is a running gRPC server under test.
+type target interface {
+	Addr() string
+	// StartUp is the time from starting the server until health said SERVING.
+	StartUp() time.Duration
+	// Mem reads the memory of the process serving (which is the bench
+	// process itself for an in-process server).
+	Mem() (memInfo, error)
+	// Stop shuts the server down gracefully and reports whether it exited
+	// cleanly (exit status 0 for a process).
+	Stop() error
+}
+
+// proc is a server running as its own process, so its RSS and start-up are
+// its own and not the bench's.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	addr    string
+	startUp time.Duration
+	exited  chan struct{} // closed when the process has exited
+	waitErr error
+}
+
+// startProc runs bin with args (which must make it listen on addr), sends its
+// stdout and stderr to logPath, and waits until it reports SERVING.
+func startProc(ctx context.Context, name, bin string, args []string, addr, logPath string) (*proc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own descriptor
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group, so a Ctrl-C reaches only the bench, which then
+	// stops the server itself; and killed with the bench, so a crashed run
+	// leaves no server behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p := &proc{name: name, cmd: cmd, addr: addr, exited: make(chan struct{})}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	if err := waitServing(ctx, addr, p.exited); err != nil {
+		_ = cmd.Process.Kill()
+		<-p.exited
+		return nil, fmt.Errorf("%s did not start: %w (log: %s)\n%s", name, err, logPath, tail(logPath, 20))
+	}
+	p.startUp = time.Since(start)
+	return p, nil
+}
+
+func (p *proc) Addr() string           { return p.addr }
+func (p *proc) StartUp() time.Duration { return p.startUp }
+func (p *proc) Mem() (memInfo, error)  { return readMem(p.cmd.Process.Pid) }
+
+// Stop sends SIGTERM and requires exit status 0 within stopTimeout, which is
+// what the server promises (drain, close the store, exit 0).
+func (p *proc) Stop() error {
+	select {
+	case <-p.exited:
+		return fmt.Errorf("%s exited before it was stopped: %v", p.name, p.waitErr)
+	default:
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("signal %s: %w", p.name, err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(stopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+		return fmt.Errorf("%s did not exit within %v of SIGTERM; killed", p.name, stopTimeout)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		return fmt.Errorf("%s exited with status %d after SIGTERM", p.name, code)
+	}
+	return nil
+}
+
+// waitServing polls the health service on addr until it reports SERVING,
+// the process exits, or startTimeout passes.
+func waitServing(ctx context.Context, addr string, exited <-chan struct{}) error {
+	// grpc's default reconnect backoff starts at one second, which would
+	// be measured as start-up; retry every few milliseconds instead.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: time.Millisecond, Multiplier: 1.5, MaxDelay: 10 * time.Millisecond},
+			MinConnectTimeout: time.Second,
+		}))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(startTimeout)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{Service: healthService})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("process exited")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not SERVING after %v (last error: %v)", startTimeout, err)
+		}
+	}
+}
+
+// inProc is the careplan server inside the bench process, for profiling: the
+// same store, verifier and server.New as the binary's --dev mode.
+type inProc struct {
+	srv     *server.Server
+	st      *boltstore.Store
+	logf    *os.File
+	addr    string
+	startUp time.Duration
+	served  chan error
+}
+
+func startInProc(ctx context.Context, dataPath, logPath string) (*inProc, error) {
+	start := time.Now()
+	signer, err := devmode.Signer(dataPath)
+	if err != nil {
+		return nil, err
+	}
+	jwks, err := signer.JWKS()
+	if err != nil {
+		return nil, err
+	}
+	v, err := auth.NewVerifier(auth.Config{Issuers: []auth.IssuerConfig{{Issuer: devmode.Issuer, Audience: devmode.Audience, JWKS: jwks}}})
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	st, err := boltstore.Open(dataPath, boltstore.Options{})
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	// Same logger as the binary: JSON at INFO, one line per call.
+	srv, err := server.New(server.Config{Store: st, Verifier: v, Logger: slog.New(slog.NewJSONHandler(logf, nil))})
+	if err != nil {
+		st.Close()
+		logf.Close()
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		st.Close()
+		logf.Close()
+		return nil, err
+	}
+	p := &inProc{srv: srv, st: st, logf: logf, addr: lis.Addr().String(), served: make(chan error, 1)}
+	go func() { p.served <- srv.Serve(lis) }()
+	if err := waitServing(ctx, p.addr, nil); err != nil {
+		_ = p.Stop()
+		return nil, err
+	}
+	p.startUp = time.Since(start)
+	return p, nil
+}
+
+func (p *inProc) Addr() string           { return p.addr }
+func (p *inProc) StartUp() time.Duration { return p.startUp }
+func (p *inProc) Mem() (memInfo, error)  { return readMem(os.Getpid()) }
+
+func (p *inProc) Stop() error {
+	p.srv.Shutdown(15 * time.Second)
+	err := p.st.Close()
+	if serr := <-p.served; serr != nil && !errors.Is(serr, grpc.ErrServerStopped) {
+		err = errors.Join(err, serr)
+	}
+	return errors.Join(err, p.logf.Close())
+}
+
+// memInfo is a process's memory from /proc/<pid>/status, in bytes. RSS
+// counts the bbolt file pages the process has touched through its mmap
+// (RssFile) as well as its heap (RssAnon); both are reported.
+type memInfo struct {
+	RSS, Peak, Anon, File int64
+}
+
+func readMem(pid int) (memInfo, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memInfo{}, err
+	}
+	defer f.Close()
+	var m memInfo
+	fields := map[string]*int64{"VmRSS:": &m.RSS, "VmHWM:": &m.Peak, "RssAnon:": &m.Anon, "RssFile:": &m.File}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.Fields(sc.Text())
+		if len(parts) == 3 && parts[2] == "kB" && fields[parts[0]] != nil {
+			kb, err := strconv.ParseInt(parts[1], 10, 64)
+			if err != nil {
+				return memInfo{}, fmt.Errorf("parse %s: %w", parts[0], err)
+			}
+			*fields[parts[0]] = kb << 10
+		}
+	}
+	return m, sc.Err()
+}
+
+// freeLoopbackAddr returns a loopback address with a port that was free a
+// moment ago, for a child process to listen on.
+func freeLoopbackAddr() (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer lis.Close()
+	return lis.Addr().String(), nil
+}
+
+// tail returns the last n lines of a file, for start-up failures.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}

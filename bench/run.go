@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/careplan/careplan/internal/devmode"
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
+)
+
+// report is everything one run measured; main prints it.
+type report struct {
+	cfg        config
+	inProcess  bool
+	rounds     int
+	buildTime  time.Duration
+	planBytes  int // the plan as the server returns it
+	phases     []phaseRow
+	small      *loadReport
+	large      *loadReport
+	largeStart time.Duration // careplan start-up on the large store
+	bareStart  time.Duration
+	// largeStartMem is careplan's memory on the large store just after
+	// start-up, largeMem after its read and list phases.
+	largeStartMem memInfo
+	largeMem      memInfo
+	bareMem       memInfo
+	verified      int64
+	acked         int64
+	// failures are correctness problems (unverified writes, unclean
+	// exits); they fail the run, unlike a missed performance target.
+	failures []string
+	prof     *profiler
+}
+
+type phaseRow struct {
+	server string
+	res    *result
+}
+
+// Phase and server names, as printed and as main looks them up.
+const (
+	phGetBase   = "GetCarePlan, base store"
+	phGetLarge  = "GetCarePlan, large store"
+	phList      = "ListCarePlans, page of 25"
+	phRawBatch  = "Batch put"
+	phRawUpdate = "Update put, one caller"
+	phWrite     = "Create+UpdateCarePlan"
+	phWriteOne  = "UpdateCarePlan, one caller"
+	srvBare     = "bare grpc-go"
+	srvRaw      = "raw bbolt"
+	srvCareplan = "careplan"
+)
+
+func (r *report) find(server, name string) *result {
+	for _, p := range r.phases {
+		if p.server == server && p.res.Name == name {
+			return p.res
+		}
+	}
+	return &result{Latency: newHistogram()}
+}
+
+// bench holds what the phases share.
+type bench struct {
+	cfg       config
+	dir       string
+	serverBin string // careplan-server, built for this run; "" when in-process
+	rep       *report
+	running   []running
+	clients   []*client
+}
+
+type running struct {
+	name string
+	t    target
+}
+
+// run performs the whole benchmark. Both stores are loaded first; then the
+// bare server, careplan on the base store and careplan on the large store
+// all run at once, so that each figure and its baseline can be measured in
+// alternating slices rather than minutes apart on a noisy machine.
+func run(ctx context.Context, cfg config) (*report, error) {
+	dir, err := os.MkdirTemp(cfg.dir, "careplan-bench-")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.keep {
+		fmt.Fprintln(os.Stderr, "keeping", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	b := &bench{cfg: cfg, dir: dir, rep: &report{cfg: cfg, rounds: cfg.rounds, prof: &profiler{cpu: cfg.cpuProfile, mem: cfg.memProfile}}}
+	b.rep.inProcess = cfg.profiling()
+	if b.rep.inProcess {
+		// A CPU profile covers one careplan phase from start to end, so
+		// its phases run whole, not in slices between baselines.
+		b.rep.rounds = 1
+	}
+	defer b.stopAll()
+	if err := b.measureAll(ctx); err != nil {
+		return b.rep, err
+	}
+	return b.rep, nil
+}
+
+func (b *bench) measureAll(ctx context.Context) error {
+	cfg := b.cfg
+	if !b.rep.inProcess {
+		if err := b.buildServer(ctx); err != nil {
+			return err
+		}
+	}
+	// Both data files share a directory, so both servers trust the same dev
+	// key and one pair of tokens serves every phase.
+	basePath, largePath := filepath.Join(b.dir, "careplan-base.db"), filepath.Join(b.dir, "careplan-large.db")
+	all := nhsNumbers(max(cfg.plans, cfg.basePlans))
+	var err error
+	if b.rep.small, err = b.load(ctx, basePath, all[:cfg.basePlans], cfg.basePlans); err != nil {
+		return err
+	}
+	if b.rep.large, err = b.load(ctx, largePath, all[:cfg.plans], min(cfg.listPlans, cfg.plans)); err != nil {
+		return err
+	}
+	nhsTok, councilTok, err := tokens(basePath)
+	if err != nil {
+		return err
+	}
+
+	base, err := b.startCareplan(ctx, basePath, "careplan-base")
+	if err != nil {
+		return err
+	}
+	large, err := b.startCareplan(ctx, largePath, "careplan-large")
+	if err != nil {
+		return err
+	}
+	b.rep.largeStart = large.StartUp()
+	if b.rep.largeStartMem, err = large.Mem(); err != nil {
+		return err
+	}
+	baseC, err := b.dial(base)
+	if err != nil {
+		return err
+	}
+	largeC, err := b.dial(large)
+	if err != nil {
+		return err
+	}
+	// The bare server answers with exactly what careplan answered.
+	plan, page, err := samples(ctx, baseC, nhsTok, councilTok, all[0])
+	if err != nil {
+		return err
+	}
+	b.rep.planBytes = proto.Size(plan)
+	bare, err := b.startBare(ctx, plan, page)
+	if err != nil {
+		return err
+	}
+	b.rep.bareStart = bare.StartUp()
+	bareC, err := b.dial(bare)
+	if err != nil {
+		return err
+	}
+
+	// One shuffled order of NHS numbers per store: round-robin (each plan
+	// read once before any twice) but in random order, so a short run on a
+	// big store is not served from one warm corner of the B-tree. The bare
+	// server gets the same requests, tokens included, and ignores them.
+	baseOrder, largeOrder := shuffled(all[:cfg.basePlans]), shuffled(all[:cfg.plans])
+	reads, lists := cfg.readCallers, cfg.listCallers
+	b.compare(ctx,
+		arm{srvBare, phGetBase, reads, getOp(bareC, nhsTok, baseOrder), ""},
+		arm{srvCareplan, phGetBase, reads, getOp(baseC, nhsTok, baseOrder), "reads"},
+		arm{srvCareplan, phGetLarge, reads, getOp(largeC, nhsTok, largeOrder), ""})
+	b.compare(ctx,
+		arm{srvBare, phList, lists, listOp(bareC, councilTok, lists), ""},
+		arm{srvCareplan, phList, lists, listOp(largeC, councilTok, lists), ""})
+	if b.rep.largeMem, err = large.Mem(); err != nil {
+		return err
+	}
+	if b.rep.bareMem, err = bare.Mem(); err != nil {
+		return err
+	}
+
+	raw, err := openRawBolt(filepath.Join(b.dir, "raw.db"), b.rep.planBytes)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	// New plans take fixture numbers after the loaded ones.
+	var nextNHS atomic.Int64
+	nextNHS.Store(int64(cfg.basePlans))
+	many := newWriters(baseC, nhsTok, cfg.planBytes, &nextNHS, cfg.writeCallers)
+	one := newWriters(baseC, nhsTok, cfg.planBytes, &nextNHS, 1)
+	b.compare(ctx,
+		arm{srvRaw, phRawBatch, cfg.writeCallers, raw.batchPut, ""},
+		arm{srvCareplan, phWrite, cfg.writeCallers, many.op, "writes"})
+	b.compare(ctx,
+		arm{srvRaw, phRawUpdate, 1, raw.updatePut, ""},
+		arm{srvCareplan, phWriteOne, 1, one.op, ""})
+
+	acked := many.all()
+	for k, v := range one.all() {
+		acked[k] = v // plan numbers never repeat across writers
+	}
+	fmt.Fprintln(os.Stderr, "verifying acknowledged writes…")
+	b.rep.verified, b.rep.acked, err = verifyAcks(ctx, baseC, nhsTok, acked, 8)
+	if err != nil {
+		b.rep.failures = append(b.rep.failures, err.Error())
+	}
+	return nil
+}
+
+// arm is one side of a comparison.
+type arm struct {
+	server, name string
+	callers      int
+	op           opFunc
+	profile      string // profile file tag for a careplan phase; "" for none
+}
+
+// compare measures arms in alternating slices: each arm warms up once, then
+// runs rounds slices of duration/rounds in turn (A B C A B C …), and its
+// slices are added up. A figure and its baseline thus see the same noise
+// from the rest of the machine.
+func (b *bench) compare(ctx context.Context, arms ...arm) {
+	rounds := b.rep.rounds
+	slice := b.cfg.duration / time.Duration(rounds)
+	totals := make([]*result, len(arms))
+	for i, a := range arms {
+		if b.cfg.warmup > 0 {
+			drive(ctx, phase{Name: a.name + " warm-up", Callers: a.callers, Duration: b.cfg.warmup}, a.op)
+		}
+		totals[i] = &result{Name: a.name, Callers: a.callers, Latency: newHistogram()}
+	}
+	for range rounds {
+		for i, a := range arms {
+			var r *result
+			err := b.rep.prof.around(a.profile, func() {
+				r = drive(ctx, phase{Name: a.name, Callers: a.callers, Duration: slice}, a.op)
+			})
+			if err != nil {
+				b.rep.failures = append(b.rep.failures, fmt.Sprintf("profile %s: %v", a.profile, err))
+			}
+			totals[i].add(r)
+		}
+	}
+	for i, a := range arms {
+		r := totals[i]
+		b.rep.phases = append(b.rep.phases, phaseRow{server: a.server, res: r})
+		fmt.Fprintf(os.Stderr, "  %-14s %-28s %8.0f/s  p99 %s ms\n", a.server, a.name, r.PerSec(), ms(r.Latency.Percentile(0.99)))
+	}
+}
+
+func (b *bench) load(ctx context.Context, path string, nhs []string, withCouncil int) (*loadReport, error) {
+	fmt.Fprintf(os.Stderr, "loading %d plans into %s…\n", len(nhs), filepath.Base(path))
+	rep, err := load(ctx, loadSpec{Path: path, NHS: nhs, PlanBytes: b.cfg.planBytes, WithCouncil: withCouncil, Callers: b.cfg.loadCallers, Timeout: b.cfg.loadTimeout})
+	if err == nil {
+		fmt.Fprintf(os.Stderr, "  loaded in %s (%.0f plans/s)\n", rep.Result.Elapsed.Round(time.Millisecond), rep.Result.PerSec())
+	}
+	return rep, err
+}
+
+func (b *bench) buildServer(ctx context.Context) error {
+	b.serverBin = filepath.Join(b.dir, "careplan-server")
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", b.serverBin, "github.com/careplan/careplan/cmd/careplan-server")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build careplan-server: %w", err)
+	}
+	b.rep.buildTime = time.Since(start)
+	return nil
+}
+
+// startCareplan starts the careplan server on dataPath in dev mode: its own
+// process normally, or inside the bench when profiling.
+func (b *bench) startCareplan(ctx context.Context, dataPath, name string) (target, error) {
+	logPath := filepath.Join(b.dir, name+".log")
+	var (
+		t   target
+		err error
+	)
+	if b.rep.inProcess {
+		t, err = startInProc(ctx, dataPath, logPath)
+	} else {
+		var addr string
+		if addr, err = freeLoopbackAddr(); err != nil {
+			return nil, err
+		}
+		// Every bench caller holds the same dev token, so the per-caller
+		// rate limit (a policy, not a cost) would cap a whole phase at one
+		// user's allowance; it is off here, as it is for server.New
+		// in-process.
+		args := []string{"--dev", "--addr", addr, "--data", dataPath, "--rate-limit", "0"}
+		t, err = startProc(ctx, name, b.serverBin, args, addr, logPath)
+	}
+	if err != nil {
+		return nil, err
+	}
+	b.running = append(b.running, running{name, t})
+	return t, nil
+}
+
+// startBare runs the bare server as its own process: the bench's own binary
+// with the bare-server sub-command.
+func (b *bench) startBare(ctx context.Context, plan *careplanv1.CarePlan, page *careplanv1.ListCarePlansResponse) (target, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	planFile, pageFile, err := writeBareFiles(b.dir, plan, page)
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{bareCommand, "-addr", addr, "-plan", planFile, "-page", pageFile}
+	t, err := startProc(ctx, srvBare, self, args, addr, filepath.Join(b.dir, "bare.log"))
+	if err != nil {
+		return nil, err
+	}
+	b.running = append(b.running, running{srvBare, t})
+	return t, nil
+}
+
+// dial connects a client to t; stopAll closes it.
+func (b *bench) dial(t target) (*client, error) {
+	c, err := dial(t.Addr(), b.cfg.conns)
+	if err == nil {
+		b.clients = append(b.clients, c)
+	}
+	return c, err
+}
+
+// stopAll closes the clients, then stops every server, newest first, and
+// records an unclean exit as a failure.
+func (b *bench) stopAll() {
+	for _, c := range b.clients {
+		c.Close()
+	}
+	b.clients = nil
+	for i := len(b.running) - 1; i >= 0; i-- {
+		r := b.running[i]
+		if err := r.t.Stop(); err != nil {
+			b.rep.failures = append(b.rep.failures, fmt.Sprintf("%s: %v", r.name, err))
+		}
+	}
+	b.running = nil
+}
+
+// tokens mints the dev NHS and council tokens with the key beside dataPath,
+// the key the server trusts in --dev mode.
+func tokens(dataPath string) (nhs, council string, err error) {
+	signer, err := devmode.Signer(dataPath)
+	if err != nil {
+		return "", "", err
+	}
+	now := time.Now()
+	if nhs, err = devmode.Token(signer, "nhs", now); err != nil {
+		return "", "", err
+	}
+	council, err = devmode.Token(signer, "council", now)
+	return nhs, council, err
+}
+
+// samples fetches one plan and one list page from careplan, for the bare
+// server to return.
+func samples(ctx context.Context, c *client, nhsTok, councilTok, nhs string) (*careplanv1.CarePlan, *careplanv1.ListCarePlansResponse, error) {
+	cctx, cancel := withToken(ctx, nhsTok)
+	defer cancel()
+	plan, err := c.api(0).GetCarePlan(cctx, &careplanv1.GetCarePlanRequest{NhsNumber: nhs})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sample GetCarePlan: %w", err)
+	}
+	lctx, lcancel := withToken(ctx, councilTok)
+	defer lcancel()
+	page, err := c.api(0).ListCarePlans(lctx, &careplanv1.ListCarePlansRequest{PageSize: 25})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sample ListCarePlans: %w", err)
+	}
+	return plan, page, nil
+}
+
+// shuffled returns a copy of s in a fixed random order (the same every run).
+func shuffled(s []string) []string {
+	out := append([]string(nil), s...)
+	r := rand.New(rand.NewPCG(1, 2))
+	r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// errFailed marks a run that measured but found a correctness problem.
+var errFailed = errors.New("benchmark found failures")
