@@ -18,8 +18,8 @@ import (
 // defaultAddr is where `careplan-server --dev` listens.
 const defaultAddr = "127.0.0.1:50051"
 
-// command is one subcommand. The table below is the whole CLI: adding watch,
-// audit or backup is one more row and one more function.
+// command is one subcommand. The table below is the whole CLI: a new
+// command is one more row and one more function.
 type command struct {
 	name     string
 	synopsis string // arguments, for the usage text
@@ -32,6 +32,9 @@ var commands = []command{
 	{"create", "-f FILE [--request-id ID]", `create a plan from protojson FILE ("-" reads stdin)`, runCreate},
 	{"update", "-f FILE [--mask a,b] [--request-id ID]", "update a plan from FILE, which holds its etag; no --mask: the implied mask (AIP-134)", runUpdate},
 	{"history", "NHS", "print every stored version, oldest first", runHistory},
+	{"watch", "[--from N] [--state FILE]", "print change events as JSON lines until interrupted; --state saves the last revision in FILE and resumes from it (--from wins)", runWatch},
+	{"audit", "[--nhs NHS] [--since RFC3339] [--until RFC3339]", "print the audit events the caller may see as JSON lines (role audit:read)", runAudit},
+	{"backup", "-o FILE", `write a hot backup to FILE (mode 0600), print {"file","bytes"} (role careplan:admin)`, runBackup},
 	{"token", "[nhs|council] [--data PATH]", "print a dev token signed by the dev key beside PATH (default ./data/careplan.db)", runToken},
 }
 
@@ -214,6 +217,15 @@ func oneNHS(fs *flag.FlagSet, args []string) (string, error) {
 		return "", usageError(fs.Name() + " takes one NHS number")
 	}
 	return pos[0], nil
+}
+
+// noArgs parses a command that takes flags only.
+func noArgs(fs *flag.FlagSet, args []string) error {
+	pos, err := parse(fs, args)
+	if err == nil && len(pos) > 0 {
+		err = usageError(fs.Name() + " takes no arguments")
+	}
+	return err
 }
 
 // planArg parses a command that takes a plan with -f and no positional

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,36 +15,79 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/careplan/careplan/client/clienttest"
+	"github.com/careplan/careplan/client"
 	"github.com/careplan/careplan/internal/devmode"
+	"github.com/careplan/careplan/internal/fixture"
+	"github.com/careplan/careplan/internal/testserver"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 )
-
-const nhs = "9434765919"
 
 type result struct {
 	code           int
 	stdout, stderr string
 }
 
-// cli runs the command against srv with the given stdin.
-func cli(t *testing.T, srv *clienttest.Server, stdin string, args ...string) result {
+// cli runs the command against s (nil: no server) with the given stdin.
+func cli(t *testing.T, s *testserver.Server, stdin string, args ...string) result {
 	t.Helper()
-	if srv != nil {
-		t.Setenv("CAREPLAN_ADDR", srv.Addr)
+	var stdout bytes.Buffer
+	return cliTo(t.Context(), t, s, &stdout, stdin, args...)
+}
+
+// output is a stdout a test can read back, such as a bytes.Buffer.
+type output interface {
+	io.Writer
+	String() string
+}
+
+// cliTo is cli with a context and a stdout of the test's choosing.
+func cliTo(ctx context.Context, t *testing.T, s *testserver.Server, stdout output, stdin string, args ...string) result {
+	t.Helper()
+	if s != nil {
+		t.Setenv("CAREPLAN_ADDR", s.Addr)
 	}
-	var stdout, stderr bytes.Buffer
-	code := run(t.Context(), args, strings.NewReader(stdin), &stdout, &stderr)
+	var stderr bytes.Buffer
+	code := run(ctx, args, strings.NewReader(stdin), stdout, &stderr)
 	return result{code, stdout.String(), stderr.String()}
 }
 
-func samplePlan() *careplanv1.CarePlan {
-	return &careplanv1.CarePlan{
-		NhsNumber:   nhs,
-		Person:      &careplanv1.Person{GivenName: "Ada", FamilyName: "Example", BirthDate: "1941-03-02"},
-		Status:      careplanv1.CarePlan_STATUS_ACTIVE,
-		WhatMatters: "Staying at home with my cat.",
+// as makes the commands that follow run with who's token.
+func as(t *testing.T, s *testserver.Server, who testserver.Caller) {
+	t.Setenv("CAREPLAN_TOKEN", s.Token(who))
+}
+
+// trust returns a client for the trust, to set up plans.
+func trust(t *testing.T, s *testserver.Server) *client.Client {
+	t.Helper()
+	c, err := client.Dial(t.Context(), s.Addr, client.WithToken(s.Token(testserver.TrustUser)))
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// createPlan stores the trust's fixture plan for the i-th NHS number.
+func createPlan(t *testing.T, c *client.Client, i int) *careplanv1.CarePlan {
+	t.Helper()
+	plan, err := c.Create(t.Context(), fixture.TrustPlan(fixture.NHSNumber(i)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+// bump stores a new version of the plan whatever its etag.
+func bump(t *testing.T, c *client.Client, nhs, text string) *careplanv1.CarePlan {
+	t.Helper()
+	stored, err := c.Modify(t.Context(), nhs, func(p *careplanv1.CarePlan) error {
+		p.WhatMatters = text
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stored
 }
 
 func decodeError(t *testing.T, r result) errorJSON {
@@ -55,12 +99,19 @@ func decodeError(t *testing.T, r result) errorJSON {
 	return e
 }
 
+// TestGetPrintsPlanWithProtoNames reads as a break-glass caller, which the
+// server allows only with the --reason sent and the token from
+// CAREPLAN_TOKEN.
 func TestGetPrintsPlanWithProtoNames(t *testing.T) {
-	srv := clienttest.Start(t)
-	stored := srv.Put(samplePlan())
-	t.Setenv("CAREPLAN_TOKEN", "tok")
+	s := testserver.Start(t)
+	stored := createPlan(t, trust(t, s), 1)
+	nhs := stored.GetNhsNumber()
+	as(t, s, testserver.BreakGlass)
 
-	r := cli(t, srv, "", "--reason", "Seen in A&E, unconscious", "get", nhs)
+	if e := decodeError(t, cli(t, s, "", "get", nhs)); e.Code != "PERMISSION_DENIED" {
+		t.Fatalf("break-glass get without --reason: %+v, want PERMISSION_DENIED", e)
+	}
+	r := cli(t, s, "", "--reason", "Seen in A&E, unconscious", "get", nhs)
 	if r.code != 0 {
 		t.Fatalf("exit %d, stderr %s", r.code, r.stderr)
 	}
@@ -76,92 +127,90 @@ func TestGetPrintsPlanWithProtoNames(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(r.stdout), got); err != nil || !proto.Equal(got, stored) {
 		t.Errorf("output parses to %v (%v), want %v", got, err, stored)
 	}
-	md := srv.Calls()[0].Metadata
-	if !slices.Equal(md.Get("authorization"), []string{"Bearer tok"}) || !slices.Equal(md.Get("x-access-reason"), []string{"Seen in A&E, unconscious"}) {
-		t.Errorf("metadata = %v, want the token from CAREPLAN_TOKEN and the --reason", md)
-	}
 }
 
 func TestErrorsPrintJSON(t *testing.T) {
-	srv := clienttest.Start(t)
-	stale := srv.Put(samplePlan())
-	current := srv.Put(samplePlan())
+	s := testserver.Start(t)
+	c := trust(t, s)
+	stale := createPlan(t, c, 1)
+	current := bump(t, c, stale.GetNhsNumber(), "A newer version.")
 	staleJSON, err := protojson.Marshal(stale)
 	if err != nil {
 		t.Fatal(err)
 	}
+	as(t, s, testserver.TrustUser)
 
 	tests := []struct {
-		name  string
-		stdin string
-		args  []string
-		want  errorJSON
+		name      string
+		stdin     string
+		args      []string
+		want      errorJSON
+		wantField string // one of the fields named, if any
 	}{
 		{
 			name: "not found",
-			args: []string{"get", "9434765918"},
-			want: errorJSON{Code: "NOT_FOUND", Reason: "PLAN_NOT_FOUND", Message: "care plan not found", Fields: []string{}},
+			args: []string{"get", fixture.NHSNumber(2)},
+			want: errorJSON{Code: "NOT_FOUND", Reason: "PLAN_NOT_FOUND"},
 		},
 		{
 			name:  "stale etag",
 			stdin: string(staleJSON),
 			args:  []string{"update", "-f", "-", "--mask", "what_matters"},
-			want:  errorJSON{Code: "ABORTED", Reason: "ETAG_MISMATCH", Message: "etag does not match the current version", Fields: []string{}, CurrentEtag: current.GetEtag()},
+			want:  errorJSON{Code: "ABORTED", Reason: "ETAG_MISMATCH", CurrentEtag: current.GetEtag()},
 		},
 		{
-			name:  "field errors",
-			stdin: `{"what_matters": "no nhs number"}`,
-			args:  []string{"create", "-f", "-"},
-			want:  errorJSON{Code: "INVALID_ARGUMENT", Reason: "INVALID_ARGUMENT", Message: "invalid care plan", Fields: []string{"care_plan.nhs_number"}},
+			name:      "field errors",
+			stdin:     `{"what_matters": "no nhs number"}`,
+			args:      []string{"create", "-f", "-"},
+			want:      errorJSON{Code: "INVALID_ARGUMENT", Reason: "INVALID_ARGUMENT"},
+			wantField: "care_plan.nhs_number",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := cli(t, srv, tt.stdin, tt.args...)
+			r := cli(t, s, tt.stdin, tt.args...)
 			if r.code != 1 || r.stdout != "" {
 				t.Fatalf("exit %d, stdout %q; want 1 and nothing", r.code, r.stdout)
 			}
-			if got := decodeError(t, r); !equalErrors(got, tt.want) {
-				t.Errorf("stderr = %+v, want %+v", got, tt.want)
+			got := decodeError(t, r)
+			if got.Code != tt.want.Code || got.Reason != tt.want.Reason || got.CurrentEtag != tt.want.CurrentEtag || got.Message == "" {
+				t.Errorf("stderr = %+v, want %+v with a message", got, tt.want)
+			}
+			if got.Fields == nil || (tt.wantField == "") != (len(got.Fields) == 0) || (tt.wantField != "" && !slices.Contains(got.Fields, tt.wantField)) {
+				t.Errorf("fields = %q, want a list naming %q", got.Fields, tt.wantField)
 			}
 		})
 	}
 }
 
-func equalErrors(a, b errorJSON) bool {
-	return a.Code == b.Code && a.Reason == b.Reason && a.Message == b.Message &&
-		slices.Equal(a.Fields, b.Fields) && a.CurrentEtag == b.CurrentEtag
-}
-
 func TestCreateUpdateHistory(t *testing.T) {
-	srv := clienttest.Start(t)
-	planJSON, err := protojson.Marshal(samplePlan())
+	s := testserver.Start(t)
+	as(t, s, testserver.TrustUser)
+	nhs := fixture.NHSNumber(1)
+	planJSON, err := protojson.Marshal(fixture.TrustPlan(nhs))
 	if err != nil {
 		t.Fatal(err)
 	}
-	file := filepath.Join(t.TempDir(), "plan.json")
-	if r := cli(t, srv, string(planJSON), "create", "-f", "-", "--request-id", "r1"); r.code != 0 {
+	if r := cli(t, s, string(planJSON), "create", "-f", "-", "--request-id", "r1"); r.code != 0 {
 		t.Fatalf("create: exit %d, %s", r.code, r.stderr)
 	}
+	// A retry with the same request id returns the first result.
+	if r := cli(t, s, string(planJSON), "create", "-f", "-", "--request-id", "r1"); r.code != 0 {
+		t.Fatalf("create retried: exit %d, %s", r.code, r.stderr)
+	}
 
-	// Edit what get printed and send it back, as a user would.
-	r := cli(t, srv, "", "get", nhs)
-	edited := strings.Replace(r.stdout, "Staying at home with my cat.", "Back to the allotment.", 1)
+	// Edit what get printed and send it back, as a user would. Only the
+	// --mask paths may change: the family name edit must not be stored.
+	r := cli(t, s, "", "get", nhs)
+	edited := strings.Replace(r.stdout, "Keeping my garden and seeing my grandchildren.", "Back to the allotment.", 1)
+	edited = strings.Replace(edited, `"Example"`, `"Renamed"`, 1)
+	file := filepath.Join(t.TempDir(), "plan.json")
 	writeFile(t, file, edited)
-	if r := cli(t, srv, "", "update", "-f", file, "--mask", "what_matters, person.given_name"); r.code != 0 {
+	if r := cli(t, s, "", "update", "-f", file, "--mask", "what_matters, person.given_name"); r.code != 0 {
 		t.Fatalf("update: exit %d, %s", r.code, r.stderr)
 	}
-	var reqs []*careplanv1.UpdateCarePlanRequest
-	for _, c := range srv.Calls() {
-		if req, ok := c.Request.(*careplanv1.UpdateCarePlanRequest); ok {
-			reqs = append(reqs, req)
-		}
-	}
-	if len(reqs) != 1 || !slices.Equal(reqs[0].GetUpdateMask().GetPaths(), []string{"what_matters", "person.given_name"}) {
-		t.Fatalf("update requests = %v, want one with the --mask paths", reqs)
-	}
 
-	r = cli(t, srv, "", "history", nhs)
+	r = cli(t, s, "", "history", nhs)
 	if r.code != 0 {
 		t.Fatalf("history: exit %d, %s", r.code, r.stderr)
 	}
@@ -169,8 +218,12 @@ func TestCreateUpdateHistory(t *testing.T) {
 	if err := protojson.Unmarshal([]byte(r.stdout), &history); err != nil {
 		t.Fatal(err)
 	}
-	if v := history.GetVersions(); len(v) != 2 || v[1].GetWhatMatters() != "Back to the allotment." {
-		t.Errorf("history = %v, want two versions, the second edited", v)
+	v := history.GetVersions()
+	if len(v) != 2 || v[1].GetWhatMatters() != "Back to the allotment." {
+		t.Fatalf("history = %v, want two versions, the second edited", v)
+	}
+	if v[1].GetPerson().GetFamilyName() != "Example" || v[1].GetPerson().GetGivenName() != "Ada" {
+		t.Errorf("person = %v: the update changed a field outside --mask, or cleared one inside it", v[1].GetPerson())
 	}
 }
 
@@ -211,8 +264,12 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"get without NHS", []string{"get"}, "get takes one NHS number"},
 		{"create without file", []string{"create"}, "create takes -f FILE"},
-		{"unknown flag", []string{"get", "--colour", nhs}, "flag provided but not defined"},
+		{"unknown flag", []string{"get", "--colour", "9434765919"}, "flag provided but not defined"},
 		{"unknown caller", []string{"token", "gp", "--data", filepath.Join(t.TempDir(), "x.db")}, `unknown dev caller "gp"`},
+		{"watch with an argument", []string{"watch", "9434765919"}, "watch takes no arguments"},
+		{"watch bad from", []string{"watch", "--from", "soon"}, `invalid value "soon" for flag -from`},
+		{"audit bad time", []string{"audit", "--since", "yesterday"}, "--since wants an RFC 3339 time"},
+		{"backup without file", []string{"backup"}, "backup takes -o FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,8 +279,14 @@ func TestUsageErrors(t *testing.T) {
 			}
 		})
 	}
-	if r := cli(t, nil, "", "-h"); r.code != 0 || !strings.Contains(r.stdout, "usage: careplan") {
+	r := cli(t, nil, "", "-h")
+	if r.code != 0 || !strings.Contains(r.stdout, "usage: careplan") {
 		t.Errorf("-h: exit %d, stdout %q; want 0 and the usage", r.code, r.stdout)
+	}
+	for _, c := range commands {
+		if !strings.Contains(r.stdout, "  "+c.name+" ") {
+			t.Errorf("usage does not list %s", c.name)
+		}
 	}
 }
 
@@ -235,13 +298,13 @@ func TestUnreadableFile(t *testing.T) {
 }
 
 func TestCanceled(t *testing.T) {
-	srv := clienttest.Start(t)
-	t.Setenv("CAREPLAN_ADDR", srv.Addr)
+	s := testserver.Start(t)
+	as(t, s, testserver.TrustUser)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	var stdout, stderr bytes.Buffer
-	if code := run(ctx, []string{"get", nhs}, nil, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), `"CANCELLED"`) {
-		t.Errorf("exit %d, stderr %q; want 1 and CANCELLED", code, stderr.String())
+	r := cliTo(ctx, t, s, &bytes.Buffer{}, "", "get", fixture.NHSNumber(1))
+	if r.code != 1 || !strings.Contains(r.stderr, `"CANCELLED"`) {
+		t.Errorf("exit %d, stderr %q; want 1 and CANCELLED", r.code, r.stderr)
 	}
 }
 

@@ -24,6 +24,10 @@ import (
 // not nhsNumber), so output can be edited and fed back to create or update.
 var jsonOut = protojson.MarshalOptions{Multiline: true, Indent: "  ", UseProtoNames: true}
 
+// jsonLine is jsonOut on one line, for streams of records (watch, audit)
+// that line-oriented tools (jq, a log shipper) read one record at a time.
+var jsonLine = protojson.MarshalOptions{UseProtoNames: true}
+
 // usageError is a mistake in the command line: exit status 2, with usage.
 type usageError string
 
@@ -47,8 +51,12 @@ type errorJSON struct {
 	CurrentEtag string   `json:"current_etag"`
 }
 
-func (e *env) print(m proto.Message) error {
-	b, err := jsonOut.Marshal(m)
+func (e *env) print(m proto.Message) error { return e.printWith(jsonOut, m) }
+
+func (e *env) printLine(m proto.Message) error { return e.printWith(jsonLine, m) }
+
+func (e *env) printWith(opts protojson.MarshalOptions, m proto.Message) error {
+	b, err := opts.Marshal(m)
 	if err != nil {
 		return err
 	}
@@ -124,9 +132,10 @@ Environment:
   CAREPLAN_ADDR   server address
   CAREPLAN_TOKEN  bearer token sent with every call
 
-Plans are printed on stdout as protojson with proto field names. A failed call
-prints one JSON object {"code","reason","message","fields","current_etag"} on
-stderr and exits 1; a usage error exits 2.
+Plans are printed on stdout as protojson with proto field names; watch and
+audit print one such object per line. A failed call prints one JSON object
+{"code","reason","message","fields","current_etag"} on stderr and exits 1; a
+usage error exits 2. An interrupted watch exits 0.
 `)
 	io.WriteString(w, b.String())
 }
