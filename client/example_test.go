@@ -5,74 +5,86 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"os"
-	"strconv"
 
 	"github.com/careplan/careplan/client"
+	"github.com/careplan/careplan/internal/fixture"
+	"github.com/careplan/careplan/internal/testserver"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 )
 
-// These examples talk to a server at 127.0.0.1:50051 (`careplan-server
-// --dev`) with a token in $CAREPLAN_TOKEN. They are compiled but not run.
+// These examples run against a real careplan server that each one starts
+// on a loopback port (testserver.StartExample). In your code, dial your
+// server's address with a token from your identity provider instead.
 
 func ExampleDial() {
+	srv, stop := testserver.StartExample()
+	defer stop()
 	ctx := context.Background()
-	c, err := client.Dial(ctx, "127.0.0.1:50051", client.WithToken(os.Getenv("CAREPLAN_TOKEN")))
+
+	c, err := client.Dial(ctx, srv.Addr, client.WithToken(srv.Token(testserver.Council)))
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer c.Close()
 
-	plan, err := c.Get(ctx, "9434765919")
+	_, err = c.Get(ctx, "9434765919")
 	switch {
 	case errors.Is(err, client.ErrNotFound):
 		fmt.Println("no care plan yet")
 	case err != nil:
 		log.Fatal(err)
-	default:
-		fmt.Println(plan.GetCoordinator().GetName(), plan.GetEtag())
 	}
+	// Output: no care plan yet
 }
 
 func ExampleClient_Modify() {
+	srv, stop := testserver.StartExample()
+	defer stop()
 	ctx := context.Background()
-	c, err := client.Dial(ctx, "127.0.0.1:50051", client.WithToken(os.Getenv("CAREPLAN_TOKEN")))
-	if err != nil {
+	nhs := fixture.NHSNumber(1)
+	trust, _ := client.Dial(ctx, srv.Addr, client.WithToken(srv.Token(testserver.TrustUser)))
+	defer trust.Close()
+	if _, err := trust.Create(ctx, fixture.TrustPlan(nhs), "create-1"); err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
 
-	// fn may run more than once if another organisation writes in between,
-	// so it changes the plan it is given and nothing else.
-	stored, err := c.Modify(ctx, "9434765919", func(p *careplanv1.CarePlan) error {
+	// Read-modify-write with the etag; Modify retries when another
+	// organisation wrote in between, so fn changes only the plan it is given.
+	stored, err := trust.Modify(ctx, nhs, func(p *careplanv1.CarePlan) error {
 		p.NextReviewDate = "2027-01-15"
 		return nil
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("now version", stored.GetVersion())
+	fmt.Println("version", stored.GetVersion(), "review", stored.GetNextReviewDate())
+	// Output: version 2 review 2027-01-15
 }
 
 func ExampleClient_Watch() {
-	ctx := context.Background()
-	c, err := client.Dial(ctx, "127.0.0.1:50051", client.WithToken(os.Getenv("CAREPLAN_TOKEN")))
-	if err != nil {
+	srv, stop := testserver.StartExample()
+	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nhs := fixture.NHSNumber(2)
+	trust, _ := client.Dial(ctx, srv.Addr, client.WithToken(srv.Token(testserver.TrustUser)))
+	defer trust.Close()
+	if _, err := trust.Create(ctx, fixture.TrustPlan(nhs), ""); err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
 
-	// Resume from the revision saved last time; Watch reconnects by itself
-	// after a restart, so it returns only when something is really wrong.
-	const stateFile = "careplan-watch.rev"
-	var from int64
-	if b, err := os.ReadFile(stateFile); err == nil {
-		from, _ = strconv.ParseInt(string(b), 10, 64)
-	}
-	last, err := c.Watch(ctx, from, func(ev *careplanv1.CarePlanEvent) error {
-		fmt.Println(ev.GetRevision(), ev.GetType(), ev.GetNhsNumber())
-		// Update the case-management record here, then remember the event.
-		return os.WriteFile(stateFile, []byte(strconv.FormatInt(ev.GetRevision(), 10)), 0o600)
+	// The council follows changes to its plans. Save the revision of each
+	// event you have processed and pass it as fromRevision after a restart:
+	// Watch resumes by itself after disconnects, with no gaps or repeats.
+	council, _ := client.Dial(ctx, srv.Addr, client.WithToken(srv.Token(testserver.Council)))
+	defer council.Close()
+	_, err := council.Watch(ctx, 0, func(ev *careplanv1.CarePlanEvent) error {
+		fmt.Println(ev.GetRevision(), ev.GetType(), "by", ev.GetActor().GetOrgCode())
+		cancel() // one event is enough for the example
+		return nil
 	})
-	log.Fatalf("watch stopped after revision %d: %v", last, err)
+	fmt.Println(errors.Is(err, context.Canceled))
+	// Output:
+	// 1 TYPE_CREATED by RXA
+	// true
 }

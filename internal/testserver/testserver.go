@@ -6,9 +6,11 @@ package testserver
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -47,7 +49,9 @@ var (
 
 // Server is a running careplan server.
 type Server struct {
-	t         testing.TB
+	// fail reports a setup error: t.Fatal in tests, panic in examples.
+	fail      func(args ...any)
+	cleanup   func(func())
 	Signer    *auth.Signer
 	Store     *boltstore.Store
 	Path      string
@@ -77,20 +81,43 @@ type Settings struct {
 // StartWith is Start with store settings.
 func StartWith(t testing.TB, set Settings, opts ...Option) *Server {
 	t.Helper()
-	signer, err := auth.NewSigner("test-key-1")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if set.Path == "" {
 		set.Path = filepath.Join(t.TempDir(), "careplan.db")
 	}
-	s := &Server{t: t, Signer: signer, Path: set.Path, storeOpts: set.Store, opts: opts}
+	return newServer(set, opts, t.Fatal, t.Cleanup)
+}
+
+// StartExample runs a server for a runnable Example, which has no
+// testing.T: it panics on a setup error, and close stops the server and
+// removes its files.
+func StartExample(opts ...Option) (s *Server, close func()) {
+	dir, err := os.MkdirTemp("", "careplan-example-")
+	if err != nil {
+		panic(err)
+	}
+	var cleanups []func()
+	s = newServer(Settings{Path: filepath.Join(dir, "careplan.db")}, opts, func(args ...any) { panic(fmt.Sprint(args...)) },
+		func(f func()) { cleanups = append(cleanups, f) })
+	return s, func() {
+		for _, f := range cleanups {
+			f()
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
+
+func newServer(set Settings, opts []Option, fail func(args ...any), cleanup func(func())) *Server {
+	signer, err := auth.NewSigner("test-key-1")
+	if err != nil {
+		fail(err)
+	}
+	s := &Server{fail: fail, cleanup: cleanup, Signer: signer, Path: set.Path, storeOpts: set.Store, opts: opts}
 	s.start()
 	return s
 }
 
 func (s *Server) start() {
-	t := s.t
+	t := struct{ Fatal func(args ...any) }{s.fail}
 	st, err := boltstore.Open(s.Path, s.storeOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +152,7 @@ func (s *Server) start() {
 		t.Fatal(err)
 	}
 	s.Store, s.srv, s.Conn, s.Addr = st, srv, conn, lis.Addr().String()
-	t.Cleanup(s.Stop)
+	s.cleanup(s.Stop)
 }
 
 // Stop shuts the server down and closes the store. It is safe to call twice.
@@ -147,14 +174,13 @@ func (s *Server) Restart() {
 
 // Token mints a one-hour token for c.
 func (s *Server) Token(c Caller) string {
-	s.t.Helper()
 	now := time.Now()
 	tok, err := s.Signer.Mint(auth.Claims{
 		Issuer: Issuer, Audience: []string{Audience}, Subject: c.Subject, Org: c.Org, OrgType: c.OrgType,
 		Roles: c.Roles, IssuedAt: now, ExpiresAt: now.Add(time.Hour),
 	})
 	if err != nil {
-		s.t.Fatal(err)
+		s.fail(err)
 	}
 	return tok
 }
