@@ -1,6 +1,11 @@
 package auth
 
 import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,13 +15,42 @@ import (
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 )
 
-// tokenClaims is the JWT payload on the wire. Signer writes it and Verifier
-// reads it, so the claim names live in one place.
+// ClaimNames names the claims that carry the caller's organisation, its type
+// and its roles. Identity providers name them differently (an NHS one may say
+// "nhsid_org"), so each issuer sets its own. An empty field means careplan's
+// own name: "org", "org_type" or "roles", which is what Signer writes.
+type ClaimNames struct {
+	Org, OrgType, Roles string
+}
+
+func (n ClaimNames) orDefaults() ClaimNames {
+	return ClaimNames{
+		Org:     cmp.Or(n.Org, "org"),
+		OrgType: cmp.Or(n.OrgType, "org_type"),
+		Roles:   cmp.Or(n.Roles, "roles"),
+	}
+}
+
+// tokenClaims is a JWT payload as Verify reads it: the registered claims,
+// which the JWT library checks, and every claim undecoded, so that each
+// issuer's own claim names are read only once its signature has been checked.
 type tokenClaims struct {
 	jwt.RegisteredClaims
-	Org     string   `json:"org,omitempty"`
-	OrgType string   `json:"org_type,omitempty"`
-	Roles   []string `json:"roles,omitempty"`
+	raw map[string]json.RawMessage
+}
+
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &c.RegisteredClaims); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, &c.raw)
+}
+
+// claim decodes the named claim into v, leaving v as it is if the claim is
+// absent or null. It reports false if the claim has the wrong JSON type.
+func (c *tokenClaims) claim(name string, v any) bool {
+	raw, ok := c.raw[name]
+	return !ok || json.Unmarshal(raw, v) == nil
 }
 
 // odsCode matches an ODS organisation code once upper-cased.
@@ -27,41 +61,126 @@ var orgTypes = map[string]careplanv1.Organisation_Type{
 	"council": careplanv1.Organisation_TYPE_COUNCIL,
 }
 
-var knownRoles = []string{RoleRead, RoleWrite, RoleBreakGlass, RoleAuditRead, RoleAdmin}
+// claimMapping reads one issuer's claims in careplan's terms.
+type claimMapping struct {
+	names ClaimNames
+	// roleMap is IssuerConfig.RoleMap; orgTypes is orgTypes plus
+	// IssuerConfig.OrgTypeMap.
+	roleMap  map[string][]string
+	orgTypes map[string]careplanv1.Organisation_Type
+}
+
+func newClaimMapping(ic IssuerConfig) (claimMapping, error) {
+	if err := CheckRoleMap(ic.RoleMap); err != nil {
+		return claimMapping{}, fmt.Errorf("role map: %w", err)
+	}
+	if err := CheckOrgTypeMap(ic.OrgTypeMap); err != nil {
+		return claimMapping{}, fmt.Errorf("org type map: %w", err)
+	}
+	// Copies, so that a caller changing its config cannot race with Verify.
+	roleMap := make(map[string][]string, len(ic.RoleMap))
+	for from, to := range ic.RoleMap {
+		roleMap[from] = slices.Clone(to)
+	}
+	types := maps.Clone(orgTypes)
+	for from, to := range ic.OrgTypeMap {
+		types[from] = orgTypes[to]
+	}
+	return claimMapping{names: ic.Claims.orDefaults(), roleMap: roleMap, orgTypes: types}, nil
+}
 
 // principal checks the service's own claims, which the JWT library knows
-// nothing about, and turns verified claims into the caller. Unknown (and
-// repeated) roles are dropped rather than rejected, so an issuer can add roles
-// meant for other services.
-func (c *tokenClaims) principal() (*Principal, error) {
+// nothing about, and turns verified claims into the caller.
+func (m *claimMapping) principal(c *tokenClaims) (*Principal, error) {
 	if c.Subject == "" {
 		return nil, reject("missing sub")
 	}
-	if c.Org == "" {
+	var org, orgType string
+	var roles []string
+	if !c.claim(m.names.Org, &org) {
+		return nil, reject("bad org")
+	}
+	if org == "" {
 		return nil, reject("missing org")
 	}
-	org := strings.ToUpper(c.Org)
+	org = strings.ToUpper(org)
 	if !odsCode.MatchString(org) {
 		return nil, reject("bad org")
 	}
-	if c.OrgType == "" {
+	if !c.claim(m.names.OrgType, &orgType) {
+		return nil, reject("bad org_type")
+	}
+	if orgType == "" {
 		return nil, reject("missing org_type")
 	}
-	orgType, ok := orgTypes[c.OrgType]
+	typ, ok := m.orgTypes[orgType]
 	if !ok {
 		return nil, reject("bad org_type")
 	}
-	var roles []string
-	for _, r := range c.Roles {
-		if slices.Contains(knownRoles, r) && !slices.Contains(roles, r) {
-			roles = append(roles, r)
-		}
+	if !c.claim(m.names.Roles, &roles) {
+		return nil, reject("bad roles")
 	}
 	return &Principal{
 		Subject: c.Subject,
 		Org:     org,
-		OrgType: orgType,
-		Roles:   roles,
+		OrgType: typ,
+		Roles:   m.roles(roles),
 		Issuer:  c.Issuer,
 	}, nil
+}
+
+// roles turns the token's role values into careplan roles: a careplan role
+// name counts as itself, and the role map adds what a value (such as a
+// national role code) grants. The map only adds. Other values, and repeats,
+// are dropped rather than rejected, so an issuer can carry roles meant for
+// other services.
+func (m *claimMapping) roles(values []string) []string {
+	var roles []string
+	add := func(r string) {
+		if !slices.Contains(roles, r) {
+			roles = append(roles, r)
+		}
+	}
+	for _, v := range values {
+		if IsRole(v) {
+			add(v)
+		}
+		for _, r := range m.roleMap[v] {
+			add(r)
+		}
+	}
+	return roles
+}
+
+// CheckRoleMap reports the first entry of a role map (token role value →
+// careplan roles) whose value is empty or whose target is not a careplan
+// role. NewVerifier runs it; it is exported so a configuration loader can
+// point at the line at fault.
+func CheckRoleMap(m map[string][]string) error {
+	for _, from := range slices.Sorted(maps.Keys(m)) {
+		if from == "" {
+			return errors.New("empty role value")
+		}
+		for _, to := range m[from] {
+			if !IsRole(to) {
+				return fmt.Errorf("%q maps to %q, which is not a careplan role (want one of %s)",
+					from, to, strings.Join(knownRoles, ", "))
+			}
+		}
+	}
+	return nil
+}
+
+// CheckOrgTypeMap reports the first entry of an org type map (token value →
+// "nhs" or "council") that is empty or names another type.
+func CheckOrgTypeMap(m map[string]string) error {
+	for _, from := range slices.Sorted(maps.Keys(m)) {
+		if from == "" {
+			return errors.New("empty organisation type value")
+		}
+		if _, ok := orgTypes[m[from]]; !ok {
+			return fmt.Errorf("%q maps to %q, which is not an organisation type (want nhs or council)", from, m[from])
+		}
+	}
+	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -58,16 +57,16 @@ func publicJWK(pub crypto.PublicKey, kid string) (jwkset.JWK, error) {
 	})
 }
 
-// staticKeys returns the key lookup for a fixed JWK Set. Only public RS256
-// and ES256 signing keys with a kid are kept; others are skipped, as RFC 7517
-// section 5 asks, so a symmetric or private key in the set can never be used.
-func staticKeys(raw []byte) (keyfunc.Keyfunc, error) {
-	var set jwkset.JWKSMarshal
-	if err := json.Unmarshal(raw, &set); err != nil {
-		return nil, fmt.Errorf("bad JWKS JSON: %w", err)
-	}
-	store := jwkset.NewMemoryStorage()
-	for _, m := range set.Keys {
+// errNoUsableKey is why a JWK Set is refused, at start or on a refresh.
+var errNoUsableKey = errors.New("JWKS has no usable RS256 or ES256 signing key with a kid")
+
+// usableKeys returns the public RS256 and ES256 signing keys with a kid in
+// set, each pinned to its one alg. Other keys are skipped, as RFC 7517
+// section 5 asks, so a symmetric or private key in a set can never be used.
+// Static and fetched sets both pass through it.
+func usableKeys(set []jwkset.JWKMarshal) []jwkset.JWK {
+	var keys []jwkset.JWK
+	for _, m := range set {
 		if m.KID == "" || (m.USE != "" && m.USE != jwkset.UseSig) {
 			continue
 		}
@@ -80,12 +79,46 @@ func staticKeys(raw []byte) (keyfunc.Keyfunc, error) {
 		if err != nil || (m.ALG != "" && m.ALG != jwk.Marshal().ALG) {
 			continue
 		}
-		if err := store.KeyWrite(context.Background(), jwk); err != nil {
-			return nil, err
-		}
+		keys = append(keys, jwk)
 	}
-	if all, _ := store.KeyReadAll(context.Background()); len(all) == 0 {
-		return nil, errors.New("JWKS has no usable RS256 or ES256 signing key with a kid")
+	return keys
+}
+
+// usableStorage holds an issuer's keys, and lets only usable ones in.
+// jwkset's HTTP client refreshes a fetched set through KeyReplaceAll, so the
+// filter applies on every refresh too; and a set with no usable key is
+// refused, which leaves the last good keys in place (an endpoint serving no
+// usable key is broken, not rotating). KeyWrite is not filtered, and nothing
+// calls it.
+type usableStorage struct{ *jwkset.MemoryJWKSet }
+
+func newUsableStorage() usableStorage { return usableStorage{jwkset.NewMemoryStorage()} }
+
+func (s usableStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
+	set := make([]jwkset.JWKMarshal, len(given))
+	for i, k := range given {
+		set[i] = k.Marshal()
 	}
-	return keyfunc.New(keyfunc.Options{Storage: store})
+	return s.replace(ctx, set)
+}
+
+func (s usableStorage) replace(ctx context.Context, set []jwkset.JWKMarshal) error {
+	keys := usableKeys(set)
+	if len(keys) == 0 {
+		return errNoUsableKey
+	}
+	return s.MemoryJWKSet.KeyReplaceAll(ctx, keys)
+}
+
+// staticKeys returns the key store for a fixed JWK Set.
+func staticKeys(raw []byte) (jwkset.Storage, error) {
+	var set jwkset.JWKSMarshal
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fmt.Errorf("bad JWKS JSON: %w", err)
+	}
+	store := newUsableStorage()
+	if err := store.replace(context.Background(), set.Keys); err != nil {
+		return nil, err
+	}
+	return store, nil
 }

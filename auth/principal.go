@@ -9,7 +9,8 @@ import (
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 )
 
-// Roles a token may carry in its "roles" claim.
+// Roles a principal may hold. A token carries them in its roles claim, by
+// name or through the issuer's role map (IssuerConfig.RoleMap).
 const (
 	RoleRead       = "careplan:read"
 	RoleWrite      = "careplan:write"
@@ -17,6 +18,13 @@ const (
 	RoleAuditRead  = "audit:read"
 	RoleAdmin      = "careplan:admin"
 )
+
+var knownRoles = []string{RoleRead, RoleWrite, RoleBreakGlass, RoleAuditRead, RoleAdmin}
+
+// IsRole reports whether name is one of the careplan roles above. Role maps
+// are checked with it, so a typo in a trust configuration fails at start
+// instead of silently granting nothing.
+func IsRole(name string) bool { return slices.Contains(knownRoles, name) }
 
 // Principal is the verified caller.
 type Principal struct {

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -72,11 +73,42 @@ type Claims struct {
 	Audience                       []string
 	Roles                          []string
 	IssuedAt, NotBefore, ExpiresAt time.Time
+	// Extra holds further claims by name, such as an issuer's own names for
+	// org and roles (see ClaimNames). The fields above win over it.
+	Extra map[string]any
+}
+
+// mintedClaims is the payload Mint writes. Its tags are careplan's own claim
+// names, the defaults of ClaimNames.
+type mintedClaims struct {
+	jwt.RegisteredClaims
+	Org     string         `json:"org,omitempty"`
+	OrgType string         `json:"org_type,omitempty"`
+	Roles   []string       `json:"roles,omitempty"`
+	Extra   map[string]any `json:"-"`
+}
+
+// MarshalJSON writes the named claims over Extra.
+func (c mintedClaims) MarshalJSON() ([]byte, error) {
+	type named mintedClaims // without this method
+	out, err := json.Marshal(named(c))
+	if err != nil || len(c.Extra) == 0 {
+		return out, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(out, &fields); err != nil {
+		return nil, err
+	}
+	all := maps.Clone(c.Extra)
+	for name, v := range fields {
+		all[name] = v
+	}
+	return json.Marshal(all)
 }
 
 // Mint signs c with the signer's key and kid.
 func (s *Signer) Mint(c Claims) (string, error) {
-	tok := jwt.NewWithClaims(s.method, tokenClaims{
+	tok := jwt.NewWithClaims(s.method, mintedClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    c.Issuer,
 			Subject:   c.Subject,
@@ -88,6 +120,7 @@ func (s *Signer) Mint(c Claims) (string, error) {
 		Org:     c.Org,
 		OrgType: c.OrgType,
 		Roles:   c.Roles,
+		Extra:   c.Extra,
 	})
 	tok.Header[jwkset.HeaderKID] = s.kid
 	return tok.SignedString(s.key)

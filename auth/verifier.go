@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
-	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -22,43 +22,45 @@ const (
 // it to UNAUTHENTICATED; the wrapping error's text says what was wrong.
 var ErrInvalidToken = errors.New("invalid token")
 
+// ErrOrgNotAllowed is wrapped, together with ErrInvalidToken, by the
+// rejection of an otherwise valid token whose organisation is not in
+// Config.AllowedOrgs, so that a caller may map it apart.
+var ErrOrgNotAllowed = errors.New("organisation not allowed")
+
 // invalidTokenError is a rejection with a short reason. The reason is chosen
 // here, never copied from the token, so logging the error cannot leak it.
-type invalidTokenError struct{ reason string }
+type invalidTokenError struct {
+	reason string
+	// also is a second sentinel it wraps, or nil.
+	also error
+}
 
 func (e *invalidTokenError) Error() string { return ErrInvalidToken.Error() + ": " + e.reason }
-func (e *invalidTokenError) Unwrap() error { return ErrInvalidToken }
+
+func (e *invalidTokenError) Unwrap() []error {
+	if e.also == nil {
+		return []error{ErrInvalidToken}
+	}
+	return []error{ErrInvalidToken, e.also}
+}
 
 func reject(reason string) error { return &invalidTokenError{reason: reason} }
-
-// IssuerConfig is one trusted token issuer.
-type IssuerConfig struct {
-	// Issuer is the exact "iss" value of its tokens.
-	Issuer string
-	// Audience must appear in the token's "aud".
-	Audience string
-	// JWKS is the issuer's public JWK Set, as JSON.
-	JWKS []byte
-}
 
 // Config configures a Verifier.
 type Config struct {
 	Issuers []IssuerConfig
+	// AllowedOrgs, when not empty, lists the ODS codes whose callers may
+	// connect; a valid token naming any other organisation is rejected with
+	// ErrOrgNotAllowed. Empty allows every organisation the issuers vouch for.
+	AllowedOrgs []string
 	// Leeway is the clock skew allowed on exp and nbf; zero means DefaultLeeway.
 	Leeway time.Duration
 	// MaxTokenBytes bounds the token size; zero means DefaultMaxTokenBytes.
 	MaxTokenBytes int
 	// Now is the clock; nil means time.Now. Tests set it.
 	Now func() time.Time
-}
-
-// issuer holds what one issuer's tokens are checked against. keys is the only
-// source of signing keys, so a JWKS fetched from a URL and refreshed (e.g.
-// keyfunc.NewDefaultOverrideCtx) can replace the static set without touching
-// Verify.
-type issuer struct {
-	audience string
-	keys     keyfunc.Keyfunc
+	// Logger receives JWKS refresh failures; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // Verifier checks bearer JWTs from the configured issuers. It is safe for
@@ -67,12 +69,18 @@ type Verifier struct {
 	maxTokenBytes int
 	parser        *jwt.Parser
 	issuers       map[string]*issuer
+	// allowedOrgs is nil when every organisation is allowed.
+	allowedOrgs map[string]bool
+	// stop ends the background refresh of JWKS URLs.
+	stop context.CancelFunc
 }
 
-// NewVerifier builds a Verifier. It fails if there are no issuers, or if an
-// issuer's JWKS is not valid JSON or has no usable RS256/ES256 key, so a bad
-// configuration stops the server at start rather than rejecting every call.
-func NewVerifier(cfg Config) (*Verifier, error) {
+// NewVerifier builds a Verifier. It fails if there are no issuers, if an
+// issuer is misconfigured, if a JWKS (given, or fetched once from its URL
+// now) has no usable RS256/ES256 key, or if an allowed organisation is not
+// an ODS code, so a bad configuration stops the server at start rather than
+// rejecting every call. Call Close to stop refreshing JWKS URLs.
+func NewVerifier(cfg Config) (_ *Verifier, err error) {
 	if len(cfg.Issuers) == 0 {
 		return nil, errors.New("auth: no trusted issuers configured")
 	}
@@ -88,6 +96,15 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
 	v := &Verifier{
 		maxTokenBytes: cfg.MaxTokenBytes,
 		parser: jwt.NewParser(
@@ -97,6 +114,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 			jwt.WithTimeFunc(cfg.Now),
 		),
 		issuers: make(map[string]*issuer, len(cfg.Issuers)),
+		stop:    stop,
 	}
 	for _, ic := range cfg.Issuers {
 		if ic.Issuer == "" || ic.Audience == "" {
@@ -105,18 +123,32 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		if _, dup := v.issuers[ic.Issuer]; dup {
 			return nil, fmt.Errorf("auth: issuer %q configured twice", ic.Issuer)
 		}
-		keys, err := staticKeys(ic.JWKS)
+		iss, err := newIssuer(ctx, ic, cfg.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("auth: issuer %q: %w", ic.Issuer, err)
 		}
-		v.issuers[ic.Issuer] = &issuer{audience: ic.Audience, keys: keys}
+		v.issuers[ic.Issuer] = iss
+	}
+	for _, org := range cfg.AllowedOrgs {
+		code := strings.ToUpper(org)
+		if !odsCode.MatchString(code) {
+			return nil, fmt.Errorf("auth: allowed organisation %q is not an ODS code", org)
+		}
+		if v.allowedOrgs == nil {
+			v.allowedOrgs = map[string]bool{}
+		}
+		v.allowedOrgs[code] = true
 	}
 	return v, nil
 }
 
+// Close stops the background refresh of JWKS URLs. Verify keeps working on
+// the keys already held. It is safe to call more than once.
+func (v *Verifier) Close() { v.stop() }
+
 // Verify checks token and returns the caller it names. Every rejection wraps
-// ErrInvalidToken. ctx bounds key lookups, which may go remote once JWKS URLs
-// are supported.
+// ErrInvalidToken. ctx bounds the refetch of a JWKS URL that a token with an
+// unknown kid may trigger.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error) {
 	// Checked before parsing so an oversized token costs no decoding.
 	if len(token) > v.maxTokenBytes {
@@ -139,25 +171,14 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	if !slices.Contains(claims.Audience, iss.audience) {
 		return nil, reject("wrong audience")
 	}
-	return claims.principal()
-}
-
-// key returns the issuer's key named by the token's kid. The kid is required:
-// without it the keyfunc library would try every key in the set.
-func (iss *issuer) key(ctx context.Context, t *jwt.Token) (any, error) {
-	if kid, _ := t.Header[jwkset.HeaderKID].(string); kid == "" {
-		return nil, reject("missing kid")
+	p, err := iss.claims.principal(&claims)
+	if err != nil {
+		return nil, err
 	}
-	key, err := iss.keys.KeyfuncCtx(ctx)(t)
-	switch {
-	case errors.Is(err, jwkset.ErrKeyNotFound):
-		return nil, reject("unknown signing key")
-	case err != nil:
-		// Stored keys all carry an alg, so with a static JWKS the only other
-		// failure is a token using a key with an alg it is not meant for.
-		return nil, reject("signing key does not match alg")
+	if v.allowedOrgs != nil && !v.allowedOrgs[p.Org] {
+		return nil, &invalidTokenError{reason: ErrOrgNotAllowed.Error(), also: ErrOrgNotAllowed}
 	}
-	return key, nil
+	return p, nil
 }
 
 // rejection turns a JWT library error into a short reason.

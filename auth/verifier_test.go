@@ -387,7 +387,7 @@ func TestVerify(t *testing.T) {
 				return resign(t, tok, map[string]any{"alg": "ES256", "typ": "JWT", "kid": "a-es"},
 					jwt.SigningMethodES256, auth.SignerKey(f.aES))
 			},
-			wantErr: "malformed token",
+			wantErr: "bad roles",
 		},
 		{
 			name: "token over 8 KiB",
