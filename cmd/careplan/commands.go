@@ -35,7 +35,7 @@ var commands = []command{
 	{"watch", "[--from N] [--state FILE]", "print change events as JSON lines until interrupted; --state saves the last revision in FILE and resumes from it (--from wins)", runWatch},
 	{"audit", "[--nhs NHS] [--since RFC3339] [--until RFC3339]", "print the audit events the caller may see as JSON lines (role audit:read)", runAudit},
 	{"backup", "-o FILE", `write a hot backup to FILE (mode 0600), print {"file","bytes"} (role careplan:admin)`, runBackup},
-	{"token", "[nhs|council] [--data PATH]", "print a dev token signed by the dev key beside PATH (default ./data/careplan.db)", runToken},
+	{"token", "[nhs|council|emergency] [--data PATH]", "print a dev token signed by the dev key beside PATH (default ./data/careplan.db)", runToken},
 }
 
 // env is what the commands share: the I/O streams, the global flags, and the

@@ -33,6 +33,9 @@ type Caller struct {
 var Callers = []Caller{
 	{Name: "nhs", Subject: "dev-nurse", Org: "RXA", OrgType: "nhs", Roles: []string{auth.RoleRead, auth.RoleWrite, auth.RoleBreakGlass, auth.RoleAuditRead, auth.RoleAdmin}},
 	{Name: "council", Subject: "dev-social-worker", Org: "C123", OrgType: "council", Roles: []string{auth.RoleRead, auth.RoleWrite, auth.RoleAuditRead}},
+	// An emergency department of another trust, named in no plan: it can
+	// read only by breaking glass.
+	{Name: "emergency", Subject: "dev-ed-doctor", Org: "RYJ", OrgType: "nhs", Roles: []string{auth.RoleRead, auth.RoleBreakGlass}},
 }
 
 // KeyPath returns the signing key path for the data file dataPath.
@@ -56,5 +59,5 @@ func Token(s *auth.Signer, name string, now time.Time) (string, error) {
 			})
 		}
 	}
-	return "", fmt.Errorf("unknown dev caller %q (want nhs or council)", name)
+	return "", fmt.Errorf("unknown dev caller %q (want nhs, council or emergency)", name)
 }
