@@ -33,6 +33,9 @@ var errorTable = []struct {
 	{store.ErrAlreadyExists, codes.AlreadyExists, "PLAN_ALREADY_EXISTS", ""},
 	{store.ErrEtagMismatch, codes.Aborted, "ETAG_MISMATCH", ""},
 	{store.ErrUnavailable, codes.Unavailable, "STORE_UNAVAILABLE", "the store cannot be written or read right now; nothing was written; retry later"},
+	// A genuine token from an organisation not allowed to connect: the
+	// caller is known, so retrying with a fresh token cannot help.
+	{auth.ErrOrgNotAllowed, codes.PermissionDenied, "ORG_NOT_ALLOWED", ""},
 	{auth.ErrInvalidToken, codes.Unauthenticated, "INVALID_TOKEN", ""},
 	{policy.ErrDenied, codes.PermissionDenied, "PERMISSION_DENIED", ""},
 	{validate.ErrInvalid, codes.InvalidArgument, "INVALID_ARGUMENT", ""},

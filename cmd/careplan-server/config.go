@@ -17,11 +17,14 @@ import (
 	"github.com/careplan/careplan/auth"
 	"github.com/careplan/careplan/internal/devmode"
 	"github.com/careplan/careplan/server"
+	"github.com/careplan/careplan/trustconfig"
 )
 
 type config struct {
 	addr, data, metricsAddr   string
 	jwks, issuer, audience    string
+	trustFile                 string
+	trustFlags                trustconfig.Flags
 	tlsCert, tlsKey, clientCA string
 	dev                       bool
 	maxRequestBytes           int
@@ -39,8 +42,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "listen address")
 	fs.StringVar(&c.data, "data", "./data/careplan.db", "bbolt data file")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (off when empty)")
-	fs.StringVar(&c.jwks, "jwks", "", "trusted JWK Set file (required unless --dev)")
+	fs.StringVar(&c.jwks, "jwks", "", "trusted JWK Set: a file, or an https URL (refreshed); with --issuer")
 	fs.StringVar(&c.issuer, "issuer", "", "trusted token issuer (iss); required with --jwks")
+	fs.StringVar(&c.trustFile, "config", "", "YAML trust configuration: several issuers, claim and role mapping, allowed organisations")
 	fs.StringVar(&c.audience, "audience", devmode.Audience, "required token audience (aud)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); enables TLS")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key file (PEM)")
@@ -58,12 +62,23 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
+	// Only flags given on the command line override the trust file.
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "issuer":
+			c.trustFlags.Issuer = c.issuer
+		case "jwks":
+			c.trustFlags.JWKS = c.jwks
+		case "audience":
+			c.trustFlags.Audience = c.audience
+		}
+	})
 	if c.dev {
 		if err := requireLoopback(c.addr); err != nil {
 			return nil, err
 		}
-	} else if c.jwks == "" || c.issuer == "" {
-		return nil, fmt.Errorf("%w: --jwks and --issuer are required (or run with --dev)", errUsage)
+	} else if c.trustFile == "" && (c.jwks == "" || c.issuer == "") {
+		return nil, fmt.Errorf("%w: --jwks and --issuer (or --config) are required, or run with --dev", errUsage)
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") || (c.clientCA != "" && c.tlsCert == "") {
 		return nil, fmt.Errorf("%w: --tls-cert and --tls-key go together; --client-ca needs both", errUsage)
@@ -84,18 +99,27 @@ func requireLoopback(addr string) error {
 	return nil
 }
 
-// verifier builds the token verifier. In dev mode it also returns a banner
-// that prints ready-to-use tokens and a grpcurl example.
-func (c *config) verifier(now time.Time) (*auth.Verifier, func(io.Writer, string), error) {
-	var issuers []auth.IssuerConfig
-	var banner func(io.Writer, string)
-	if c.jwks != "" {
-		jwks, err := os.ReadFile(c.jwks)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read --jwks: %w", err)
+// verifier builds the token verifier from --config and the flags (flags
+// win for the issuer they name; see trustconfig.File.ApplyFlags). In dev
+// mode it also trusts the local dev key and returns a banner that prints
+// ready-to-use tokens and a grpcurl example.
+func (c *config) verifier(now time.Time, logger *slog.Logger) (*auth.Verifier, func(io.Writer, string), error) {
+	f := &trustconfig.File{}
+	if c.trustFile != "" {
+		var err error
+		if f, err = trustconfig.Load(c.trustFile); err != nil {
+			return nil, nil, err
 		}
-		issuers = append(issuers, auth.IssuerConfig{Issuer: c.issuer, Audience: c.audience, JWKS: jwks})
 	}
+	if err := f.ApplyFlags(c.trustFlags); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := f.VerifierConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Logger = logger
+	var banner func(io.Writer, string)
 	if c.dev {
 		signer, err := devmode.Signer(c.data)
 		if err != nil {
@@ -105,10 +129,10 @@ func (c *config) verifier(now time.Time) (*auth.Verifier, func(io.Writer, string
 		if err != nil {
 			return nil, nil, err
 		}
-		issuers = append(issuers, auth.IssuerConfig{Issuer: devmode.Issuer, Audience: c.audience, JWKS: jwks})
+		cfg.Issuers = append(cfg.Issuers, auth.IssuerConfig{Issuer: devmode.Issuer, Audience: c.audience, JWKS: jwks})
 		banner = func(w io.Writer, addr string) { printDevBanner(w, signer, addr, c.tlsCert != "", now) }
 	}
-	v, err := auth.NewVerifier(auth.Config{Issuers: issuers})
+	v, err := auth.NewVerifier(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -51,11 +51,18 @@ type running struct {
 // ends (or stop is called).
 func startServer(t *testing.T, args ...string) *running {
 	t.Helper()
+	return startRun(t, append([]string{"--dev"}, args...)...)
+}
+
+// startRun runs careplan-server on a loopback port and a new data file with
+// args.
+func startRun(t *testing.T, args ...string) *running {
+	t.Helper()
 	r := &running{t: t, data: filepath.Join(t.TempDir(), "careplan.db"), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	ready := make(chan string, 1)
-	args = append([]string{"--dev", "--addr", "127.0.0.1:0", "--data", r.data}, args...)
+	args = append([]string{"--addr", "127.0.0.1:0", "--data", r.data}, args...)
 	go func() { r.done <- run(ctx, args, &r.stdout, &r.stderr, ready) }()
 	t.Cleanup(func() {
 		if err := r.stop(); err != nil {

@@ -54,10 +54,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 
-	verifier, banner, err := cfg.verifier(time.Now())
+	verifier, banner, err := cfg.verifier(time.Now(), logger)
 	if err != nil {
 		return err
 	}
+	defer verifier.Close()
 	creds, err := cfg.transportCredentials()
 	if err != nil {
 		return err

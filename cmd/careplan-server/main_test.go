@@ -41,7 +41,8 @@ func TestFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"no jwks outside dev mode", nil, "--jwks and --issuer are required"},
+		{"no trust outside dev mode", nil, "--jwks and --issuer (or --config) are required"},
+		{"jwks without issuer", []string{"--jwks", "keys.json"}, "--jwks and --issuer (or --config) are required"},
 		{"dev mode off loopback", []string{"--dev", "--addr", "0.0.0.0:50051"}, "loopback only"},
 		{"tls key without cert", []string{"--dev", "--tls-key", "k.pem"}, "--tls-cert and --tls-key go together"},
 	}
