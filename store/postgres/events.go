@@ -1,0 +1,108 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
+	"github.com/careplan/careplan/store"
+)
+
+// RecordAccess implements store.Store.
+func (s *Store) RecordAccess(ctx context.Context, a store.Access) error {
+	return s.write(ctx, func(w *writeTx) error {
+		ev := &careplanv1.CarePlanEvent{
+			Type:         careplanv1.CarePlanEvent_TYPE_ACCESSED_BREAK_GLASS,
+			NhsNumber:    a.Plan.GetNhsNumber(),
+			CarePlan:     &careplanv1.CarePlan{NhsNumber: a.Plan.GetNhsNumber(), Version: a.Plan.GetVersion()},
+			Actor:        a.Actor,
+			EventTime:    commitTime(a.Now),
+			AccessReason: a.Reason,
+		}
+		if err := w.appendRevision(ev); err != nil {
+			return err
+		}
+		return w.appendAudit(a.Audit, a.Plan)
+	})
+}
+
+// Events implements store.Store. Revisions become visible in order (see
+// write), so a reader never sees revision n+1 without n.
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]*careplanv1.CarePlanEvent, error) {
+	rows, err := s.pool.Query(ctx, `SELECT r.revision, r.body, v.body FROM revisions r
+		LEFT JOIN versions v ON v.nhs = r.nhs AND v.version = r.version
+		WHERE r.revision > $1 ORDER BY r.revision LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, s.mapErr(ctx, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*careplanv1.CarePlanEvent, error) {
+		var (
+			rev             int64
+			evBody, version []byte
+		)
+		if err := r.Scan(&rev, &evBody, &version); err != nil {
+			return nil, err
+		}
+		if version == nil {
+			return nil, fmt.Errorf("revision %d names a plan version that is missing", rev)
+		}
+		ev := &careplanv1.CarePlanEvent{}
+		if err := proto.Unmarshal(evBody, ev); err != nil {
+			return nil, fmt.Errorf("decode revision %d: %w", rev, err)
+		}
+		p, err := unmarshalPlan(version)
+		if err != nil {
+			return nil, err
+		}
+		ev.CarePlan = p
+		return ev, nil
+	})
+	return out, s.mapErr(ctx, err)
+}
+
+// Revision implements store.Store. It asks the database, since other
+// replicas commit too.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	var rev int64
+	if err := s.pool.QueryRow(ctx, `SELECT revision FROM counters`).Scan(&rev); err != nil {
+		return 0, s.mapErr(ctx, err)
+	}
+	s.publishRevision(rev)
+	return rev, nil
+}
+
+// WaitRevision implements store.Store. Commits by this replica wake it at
+// once; those of others through the LISTEN connection, or the next poll.
+func (s *Store) WaitRevision(ctx context.Context, after int64) error {
+	for {
+		s.revMu.Lock()
+		changed := s.revChanged
+		s.revMu.Unlock()
+		if s.rev.Load() > after {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closing:
+			return errClosed
+		}
+	}
+}
+
+// publishRevision records rev as committed and, if it is new, wakes every
+// WaitRevision caller.
+func (s *Store) publishRevision(rev int64) {
+	s.revMu.Lock()
+	defer s.revMu.Unlock()
+	if rev <= s.rev.Load() {
+		return
+	}
+	s.rev.Store(rev)
+	close(s.revChanged)
+	s.revChanged = make(chan struct{})
+}

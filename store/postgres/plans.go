@@ -1,0 +1,321 @@
+package postgres
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/careplan/careplan/policy"
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
+	"github.com/careplan/careplan/store"
+)
+
+// maxScan bounds the index rows one list call reads, as in boltstore, so a
+// selective filter over a large organisation returns a continuation rather
+// than holding a query open for long.
+const maxScan = 10000
+
+// currentSQL selects a plan's current body; $1 is the NHS number.
+const currentSQL = `SELECT p.etag, v.body FROM plans p
+	JOIN versions v ON v.nhs = p.nhs AND v.version = p.version WHERE p.nhs = $1`
+
+// Create implements store.Store.
+func (s *Store) Create(ctx context.Context, w store.Write) (*careplanv1.CarePlan, error) {
+	return s.writePlan(ctx, w, func(tx *writeTx, p *careplanv1.CarePlan) (*careplanv1.CarePlan, error) {
+		_, err := tx.current(p.GetNhsNumber())
+		switch {
+		case err == nil:
+			return nil, store.ErrAlreadyExists
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+		p.Version = 1
+		p.CreateTime, p.CreatedBy = p.GetUpdateTime(), p.GetUpdatedBy()
+		return nil, nil
+	})
+}
+
+// Update implements store.Store.
+func (s *Store) Update(ctx context.Context, w store.Write) (*careplanv1.CarePlan, error) {
+	return s.writePlan(ctx, w, func(tx *writeTx, p *careplanv1.CarePlan) (*careplanv1.CarePlan, error) {
+		cur, err := tx.current(p.GetNhsNumber())
+		if err != nil {
+			return nil, err
+		}
+		if cur.GetEtag() != w.MatchEtag {
+			return nil, &store.EtagMismatchError{Current: cur.GetEtag()}
+		}
+		p.Version = cur.GetVersion() + 1
+		p.CreateTime, p.CreatedBy = cur.GetCreateTime(), cur.GetCreatedBy()
+		return cur, nil
+	})
+}
+
+// writePlan commits w as a new version. After the idempotency check,
+// prepare checks the write against the stored plan (returned as old; nil on
+// create) and sets the version fields of p, whose update time and actor are
+// set.
+func (s *Store) writePlan(ctx context.Context, w store.Write, prepare func(tx *writeTx, p *careplanv1.CarePlan) (old *careplanv1.CarePlan, err error)) (*careplanv1.CarePlan, error) {
+	var out *careplanv1.CarePlan
+	err := s.write(ctx, func(tx *writeTx) error {
+		if w.RequestKey != "" {
+			p, ok, err := lookupRequest(ctx, tx.tx, w.RequestKey)
+			if ok || err != nil {
+				out = p
+				if err != nil {
+					return err
+				}
+				return tx.appendAudit(w.Audit, p)
+			}
+		}
+		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
+		p.UpdateTime, p.UpdatedBy = commitTime(w.Now), w.Actor
+		old, err := prepare(tx, p)
+		if err != nil {
+			return err
+		}
+		p.Etag = etag(p)
+		typ := careplanv1.CarePlanEvent_TYPE_UPDATED
+		if old == nil {
+			typ = careplanv1.CarePlanEvent_TYPE_CREATED
+		}
+		out = p
+		return tx.putVersion(p, typ, w)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// putVersion writes p as the new current version, with its index rows,
+// revision, idempotency record and audit event.
+func (w *writeTx) putVersion(p *careplanv1.CarePlan, typ careplanv1.CarePlanEvent_Type, wr store.Write) error {
+	body, err := marshal(p)
+	if err != nil {
+		return err
+	}
+	nhs, version := p.GetNhsNumber(), p.GetVersion()
+	stmts := []stmt{
+		{`INSERT INTO versions (nhs, version, body) VALUES ($1, $2, $3)`, []any{nhs, version, body}},
+		{`INSERT INTO plans (nhs, version, etag) VALUES ($1, $2, $3)
+			ON CONFLICT (nhs) DO UPDATE SET version = excluded.version, etag = excluded.etag`, []any{nhs, version, p.GetEtag()}},
+		// The index is rewritten whole: organisations no longer related
+		// lose their row, related ones get a fresh summary.
+		{`DELETE FROM org_plans WHERE nhs = $1`, []any{nhs}},
+		{`INSERT INTO org_plans (org, nhs, status, coordinator_id, next_review_date)
+			SELECT org, $2, $3, $4, $5 FROM unnest($1::text[]) AS org`,
+			[]any{policy.RelatedOrgs(p), nhs, int32(p.GetStatus()), p.GetCoordinator().GetId(), p.GetNextReviewDate()}},
+	}
+	if wr.RequestKey != "" {
+		stmts = append(stmts, stmt{`INSERT INTO requests (key, nhs, version) VALUES ($1, $2, $3)`, []any{wr.RequestKey, nhs, version}})
+	}
+	for _, st := range stmts {
+		if _, err := w.tx.Exec(w.ctx, st.sql, st.args...); err != nil {
+			return err
+		}
+	}
+	ev := &careplanv1.CarePlanEvent{
+		Type:      typ,
+		NhsNumber: nhs,
+		CarePlan:  &careplanv1.CarePlan{NhsNumber: nhs, Version: version},
+		Actor:     wr.Actor,
+		EventTime: p.GetUpdateTime(),
+	}
+	if err := w.appendRevision(ev); err != nil {
+		return err
+	}
+	return w.appendAudit(wr.Audit, p)
+}
+
+// stmt is one statement of a write, with its arguments.
+type stmt struct {
+	sql  string
+	args []any
+}
+
+// current reads the plan's current version inside the transaction.
+func (w *writeTx) current(nhs string) (*careplanv1.CarePlan, error) {
+	return scanCurrent(w.tx.QueryRow(w.ctx, currentSQL, nhs))
+}
+
+func scanCurrent(row pgx.Row) (*careplanv1.CarePlan, error) {
+	var (
+		tag  string
+		body []byte
+	)
+	if err := row.Scan(&tag, &body); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, store.ErrNotFound
+		}
+		return nil, err
+	}
+	return unmarshalPlan(body)
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, nhs string) (*careplanv1.CarePlan, error) {
+	p, err := scanCurrent(s.pool.QueryRow(ctx, currentSQL, nhs))
+	return p, s.mapErr(ctx, err)
+}
+
+// LookupRequest implements store.Store.
+func (s *Store) LookupRequest(ctx context.Context, key string) (*careplanv1.CarePlan, bool, error) {
+	p, ok, err := lookupRequest(ctx, s.pool, key)
+	return p, ok, s.mapErr(ctx, err)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func lookupRequest(ctx context.Context, q querier, key string) (*careplanv1.CarePlan, bool, error) {
+	var body []byte
+	err := q.QueryRow(ctx, `SELECT v.body FROM requests r
+		JOIN versions v ON v.nhs = r.nhs AND v.version = r.version WHERE r.key = $1`, key).Scan(&body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	p, err := unmarshalPlan(body)
+	return p, err == nil, err
+}
+
+// ListVersions implements store.Store.
+func (s *Store) ListVersions(ctx context.Context, nhs string, after int64, limit int) ([]*careplanv1.CarePlan, error) {
+	rows, err := s.pool.Query(ctx, `SELECT body FROM versions WHERE nhs = $1 AND version > $2 ORDER BY version LIMIT $3`, nhs, after, limit)
+	if err != nil {
+		return nil, s.mapErr(ctx, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*careplanv1.CarePlan, error) {
+		var body []byte
+		if err := r.Scan(&body); err != nil {
+			return nil, err
+		}
+		return unmarshalPlan(body)
+	})
+	if err != nil {
+		return nil, s.mapErr(ctx, err)
+	}
+	if len(out) == 0 {
+		// Versions are never deleted, so only an empty page needs to ask
+		// whether the plan exists at all.
+		var exists bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM plans WHERE nhs = $1)`, nhs).Scan(&exists); err != nil {
+			return nil, s.mapErr(ctx, err)
+		}
+		if !exists {
+			return nil, store.ErrNotFound
+		}
+	}
+	return out, nil
+}
+
+// listPlansSQL reads at most maxScan index rows after the continuation
+// point (scan), keeps up to limit+1 that match the filters (hits), and
+// returns them with their bodies. The outer join from the scan summary
+// yields one row even when nothing matched, so the caller still learns how
+// far the scan went. $1 org, $2 after, $3 status (0 = any), $4 coordinator
+// ("" = any), $5 review due before ("" = any), $6 limit, $7 maxScan.
+const listPlansSQL = `
+WITH scan AS (
+	SELECT nhs, status, coordinator_id, next_review_date FROM org_plans
+	WHERE org = $1 AND nhs > $2 ORDER BY nhs LIMIT $7
+), hits AS (
+	SELECT nhs FROM scan
+	WHERE ($3 = 0 OR status = $3)
+	  AND ($4 = '' OR coordinator_id = $4)
+	  AND ($5 = '' OR (next_review_date <> '' AND next_review_date < $5))
+	ORDER BY nhs LIMIT $6 + 1
+)
+SELECT sc.n, sc.last, h.nhs, v.body
+FROM (SELECT count(*) AS n, max(nhs) AS last FROM scan) sc
+LEFT JOIN hits h ON true
+LEFT JOIN plans p ON p.nhs = h.nhs
+LEFT JOIN versions v ON v.nhs = p.nhs AND v.version = p.version
+ORDER BY h.nhs`
+
+// ListPlans implements store.Store. It is one statement, so it reads one
+// snapshot.
+func (s *Store) ListPlans(ctx context.Context, q store.PlanQuery) ([]*careplanv1.CarePlan, string, error) {
+	rows, err := s.pool.Query(ctx, listPlansSQL, q.Org, q.After, int32(q.Status), q.CoordinatorID, q.ReviewDueBefore, q.Limit, maxScan)
+	if err != nil {
+		return nil, "", s.mapErr(ctx, err)
+	}
+	defer rows.Close()
+	var (
+		out     []*careplanv1.CarePlan
+		scanned int
+		last    *string
+		more    bool
+	)
+	for rows.Next() {
+		var (
+			nhs  *string
+			body []byte
+		)
+		if err := rows.Scan(&scanned, &last, &nhs, &body); err != nil {
+			return nil, "", s.mapErr(ctx, err)
+		}
+		if nhs == nil {
+			continue // nothing matched
+		}
+		if len(out) == q.Limit {
+			more = true // a further match exists: continue after this page
+			break
+		}
+		p, err := unmarshalPlan(body)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, "", s.mapErr(ctx, err)
+	}
+	lastOut := q.After
+	if len(out) > 0 {
+		lastOut = out[len(out)-1].GetNhsNumber()
+	}
+	return out, nextPage(more, lastOut, scanned, last), nil
+}
+
+func commitTime(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return timestamppb.New(t)
+}
+
+// etag is opaque to clients: the version plus a hash of what makes this
+// version unique, so a restored or diverged copy cannot reuse an etag. It
+// has boltstore's format, so a store moved between backends keeps its
+// etags valid.
+func etag(p *careplanv1.CarePlan) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s/%d/%d/%s", p.GetNhsNumber(), p.GetVersion(), p.GetUpdateTime().AsTime().UnixNano(), p.GetUpdatedBy().GetSubject())
+	return fmt.Sprintf("%d-%x", p.GetVersion(), h.Sum(nil)[:6])
+}
+
+func marshal(m proto.Message) ([]byte, error) {
+	return proto.Marshal(m)
+}
+
+func unmarshalPlan(body []byte) (*careplanv1.CarePlan, error) {
+	p := &careplanv1.CarePlan{}
+	if err := proto.Unmarshal(body, p); err != nil {
+		return nil, fmt.Errorf("decode plan version: %w", err)
+	}
+	return p, nil
+}
