@@ -153,7 +153,7 @@ func (s *Store) Close() error {
 // store.ErrUnavailable.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	err := s.db.View(fn)
-	if err != nil && !isDomain(err) {
+	if err != nil && !store.IsRefusal(err) {
 		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 	}
 	return err

@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 
 // txFunc runs inside a write transaction shared with other operations. It
 // must make every check before its first write, so that a domain error (see
-// isDomain) leaves the transaction untouched. Any other error aborts the
+// store.IsRefusal) leaves the transaction untouched. Any other error aborts the
 // whole batch. It may run more than once, so it must set its results afresh
 // on every run.
 type txFunc func(tx *bolt.Tx) error
@@ -103,7 +102,7 @@ func (s *Store) runBatch(batch []*op) {
 				continue
 			}
 			err := o.fn(tx)
-			if err != nil && !isDomain(err) {
+			if err != nil && !store.IsRefusal(err) {
 				return err
 			}
 			results[i] = err
@@ -165,14 +164,4 @@ func (s *Store) OnHealthChange(fn func(writable bool)) {
 	s.healthMu.Lock()
 	s.onHealth = fn
 	s.healthMu.Unlock()
-}
-
-// isDomain reports whether err is an expected outcome of an operation (a
-// refused write) rather than a storage failure.
-func isDomain(err error) bool {
-	return errors.Is(err, store.ErrNotFound) ||
-		errors.Is(err, store.ErrAlreadyExists) ||
-		errors.Is(err, store.ErrEtagMismatch) ||
-		errors.Is(err, context.Canceled) ||
-		errors.Is(err, context.DeadlineExceeded)
 }

@@ -48,7 +48,7 @@ func (s *Store) RecordAccess(ctx context.Context, a store.Access) error {
 			NhsNumber:    a.Plan.GetNhsNumber(),
 			CarePlan:     &careplanv1.CarePlan{NhsNumber: a.Plan.GetNhsNumber(), Version: a.Plan.GetVersion()},
 			Actor:        a.Actor,
-			EventTime:    commitTime(a.Now),
+			EventTime:    store.CommitTime(a.Now),
 			AccessReason: a.Reason,
 		}
 		if err := s.appendRevisionTx(tx, ev); err != nil {

@@ -3,15 +3,12 @@ package boltstore
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/careplan/careplan/policy"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
@@ -63,12 +60,12 @@ func (s *Store) writePlan(ctx context.Context, w store.Write, prepare func(tx *b
 			return err
 		}
 		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
-		p.UpdateTime, p.UpdatedBy = commitTime(w.Now), w.Actor
+		p.UpdateTime, p.UpdatedBy = store.CommitTime(w.Now), w.Actor
 		old, err := prepare(tx, p)
 		if err != nil {
 			return err
 		}
-		p.Etag = etag(p)
+		p.Etag = store.Etag(p)
 		typ := careplanv1.CarePlanEvent_TYPE_UPDATED
 		if old == nil {
 			typ = careplanv1.CarePlanEvent_TYPE_CREATED
@@ -305,19 +302,4 @@ func matches(sum *careplanv1.CarePlan, q store.PlanQuery) bool {
 		return false
 	}
 	return true
-}
-
-func commitTime(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		t = time.Now()
-	}
-	return timestamppb.New(t)
-}
-
-// etag is opaque to clients: the version plus a hash of what makes this
-// version unique, so a restored or diverged copy cannot reuse an etag.
-func etag(p *careplanv1.CarePlan) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s/%d/%d/%s", p.GetNhsNumber(), p.GetVersion(), p.GetUpdateTime().AsTime().UnixNano(), p.GetUpdatedBy().GetSubject())
-	return fmt.Sprintf("%d-%x", p.GetVersion(), h.Sum(nil)[:6])
 }

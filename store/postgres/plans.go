@@ -2,14 +2,11 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/careplan/careplan/policy"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
@@ -75,12 +72,12 @@ func (s *Store) writePlan(ctx context.Context, w store.Write, prepare func(tx *w
 			}
 		}
 		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
-		p.UpdateTime, p.UpdatedBy = commitTime(w.Now), w.Actor
+		p.UpdateTime, p.UpdatedBy = store.CommitTime(w.Now), w.Actor
 		old, err := prepare(tx, p)
 		if err != nil {
 			return err
 		}
-		p.Etag = etag(p)
+		p.Etag = store.Etag(p)
 		typ := careplanv1.CarePlanEvent_TYPE_UPDATED
 		if old == nil {
 			typ = careplanv1.CarePlanEvent_TYPE_CREATED
@@ -289,23 +286,6 @@ func (s *Store) ListPlans(ctx context.Context, q store.PlanQuery) ([]*careplanv1
 		lastOut = out[len(out)-1].GetNhsNumber()
 	}
 	return out, nextPage(more, lastOut, scanned, last), nil
-}
-
-func commitTime(t time.Time) *timestamppb.Timestamp {
-	if t.IsZero() {
-		t = time.Now()
-	}
-	return timestamppb.New(t)
-}
-
-// etag is opaque to clients: the version plus a hash of what makes this
-// version unique, so a restored or diverged copy cannot reuse an etag. It
-// has boltstore's format, so a store moved between backends keeps its
-// etags valid.
-func etag(p *careplanv1.CarePlan) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s/%d/%d/%s", p.GetNhsNumber(), p.GetVersion(), p.GetUpdateTime().AsTime().UnixNano(), p.GetUpdatedBy().GetSubject())
-	return fmt.Sprintf("%d-%x", p.GetVersion(), h.Sum(nil)[:6])
 }
 
 func marshal(m proto.Message) ([]byte, error) {

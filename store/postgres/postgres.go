@@ -149,7 +149,7 @@ func (s *Store) mapErr(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
-	if isDomain(err) {
+	if store.IsRefusal(err) {
 		return err
 	}
 	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
@@ -178,14 +178,4 @@ func unavailable(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
-}
-
-// isDomain reports whether err is an expected refusal rather than a failure
-// of the database.
-func isDomain(err error) bool {
-	return errors.Is(err, store.ErrNotFound) ||
-		errors.Is(err, store.ErrAlreadyExists) ||
-		errors.Is(err, store.ErrEtagMismatch) ||
-		errors.Is(err, context.Canceled) ||
-		errors.Is(err, context.DeadlineExceeded)
 }

@@ -64,7 +64,7 @@ func (s *Store) write(ctx context.Context, fn func(w *writeTx) error) error {
 	})
 	if err != nil {
 		err = s.mapErr(ctx, err)
-		if !isDomain(err) {
+		if !store.IsRefusal(err) {
 			s.setWritable(false)
 		}
 		return err
