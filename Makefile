@@ -2,13 +2,17 @@
 # tools/buf/go.mod), so a fresh machine needs only Go.
 BUF := go tool -modfile=tools/buf/go.mod buf
 
-.PHONY: all test generate check-generated lint fmt run bench fuzz
+.PHONY: all test test-postgres generate check-generated lint fmt run bench fuzz
 
 all: lint test
 
 ## test: the whole test suite with the race detector
 test:
 	go test -race -count=1 ./...
+
+## test-postgres: the suite with a temporary PostgreSQL (installed from Debian packages if missing)
+test-postgres:
+	.ci/with-postgres go test -race -count=1 ./...
 
 ## generate: regenerate Go code from proto/
 generate:

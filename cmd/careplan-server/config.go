@@ -22,6 +22,7 @@ import (
 
 type config struct {
 	addr, data, metricsAddr   string
+	storeURL                  string
 	jwks, issuer, audience    string
 	trustFile                 string
 	trustFlags                trustconfig.Flags
@@ -41,6 +42,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "listen address")
 	fs.StringVar(&c.data, "data", "./data/careplan.db", "bbolt data file")
+	fs.StringVar(&c.storeURL, "store", "", "postgres:// URL: keep plans in PostgreSQL (stateless replicas); --data then holds only dev keys")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (off when empty)")
 	fs.StringVar(&c.jwks, "jwks", "", "trusted JWK Set: a file, or an https URL (refreshed); with --issuer")
 	fs.StringVar(&c.issuer, "issuer", "", "trusted token issuer (iss); required with --jwks")
@@ -73,6 +75,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			c.trustFlags.Audience = c.audience
 		}
 	})
+	if err := checkStoreFlag(c.storeURL); err != nil {
+		return nil, err
+	}
 	if c.dev {
 		if err := requireLoopback(c.addr); err != nil {
 			return nil, err

@@ -62,7 +62,13 @@ func startRun(t *testing.T, args ...string) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	ready := make(chan string, 1)
+	// A later --data in args wins (the flag package keeps the last value).
 	args = append([]string{"--addr", "127.0.0.1:0", "--data", r.data}, args...)
+	for i, a := range args {
+		if a == "--data" && i+1 < len(args) {
+			r.data = args[i+1]
+		}
+	}
 	go func() { r.done <- run(ctx, args, &r.stdout, &r.stderr, ready) }()
 	t.Cleanup(func() {
 		if err := r.stop(); err != nil {

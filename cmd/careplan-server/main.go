@@ -1,6 +1,7 @@
 // Command careplan-server serves the careplan gRPC API on an embedded bbolt
 // store. `careplan-server --dev` runs it with nothing else installed;
-// `careplan-server verify-audit --data FILE` checks the audit hash chain;
+// `careplan-server verify-audit [--data FILE | --store URL]` checks the audit
+// hash chain;
 // `careplan-server health` asks a running server whether it is SERVING.
 package main
 
@@ -19,7 +20,6 @@ import (
 
 	"github.com/careplan/careplan/metrics"
 	"github.com/careplan/careplan/server"
-	"github.com/careplan/careplan/store/boltstore"
 )
 
 func main() {
@@ -35,7 +35,7 @@ func main() {
 	var err error
 	switch {
 	case len(os.Args) > 1 && os.Args[1] == "verify-audit":
-		err = verifyAudit(os.Args[2:], os.Stdout, os.Stderr)
+		err = verifyAudit(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	case len(os.Args) > 1 && os.Args[1] == "health":
 		err = health(ctx, os.Args[2:], os.Stdout, os.Stderr)
 	default:
@@ -72,10 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return err
 	}
 	reg := metrics.New()
-	var st *boltstore.Store
-	// The size gauge is read only when /metrics is scraped, after Open.
-	storeMetrics := reg.NewStore(func() int64 { return st.FileSize() })
-	st, err = boltstore.Open(cfg.data, boltstore.Options{Observer: storeMetrics})
+	st, err := openStore(ctx, cfg, reg)
 	if err != nil {
 		return err
 	}
@@ -102,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return err
 	}
 	addr := lis.Addr().String()
-	logger.Info("careplan-server listening", "addr", addr, "data", cfg.data, "tls", creds != nil, "dev", cfg.dev)
+	logger.Info("careplan-server listening", "addr", addr, "store", cfg.storeName(), "tls", creds != nil, "dev", cfg.dev)
 	if banner != nil {
 		banner(stdout, addr)
 	}

@@ -67,7 +67,7 @@ func TestVerifyAuditCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	if err := verifyAudit([]string{"--data", r.data}, &stdout, &stderr); err != nil {
+	if err := verifyAudit(context.Background(), []string{"--data", r.data}, &stdout, &stderr); err != nil {
 		t.Fatalf("verify-audit: %v", err)
 	}
 	if got := stdout.String(); got != "audit chain OK: 3 events\n" {

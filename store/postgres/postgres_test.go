@@ -2,68 +2,21 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/careplan/careplan/internal/fixture"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 	"github.com/careplan/careplan/store"
+	"github.com/careplan/careplan/store/postgres/pgtest"
 	"github.com/careplan/careplan/store/storetest"
 )
-
-// adminDSN returns the server to test against, or skips the test.
-func adminDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("CAREPLAN_TEST_POSTGRES")
-	if dsn == "" {
-		t.Skip("CAREPLAN_TEST_POSTGRES not set: start one with .ci/with-postgres go test ./store/postgres")
-	}
-	return dsn
-}
-
-// newDatabase creates an empty database on the server named by
-// CAREPLAN_TEST_POSTGRES, dropped when the test ends, and returns its DSN.
-func newDatabase(t *testing.T) string {
-	t.Helper()
-	admin := adminDSN(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connect to CAREPLAN_TEST_POSTGRES: %v", err)
-	}
-	defer conn.Close(ctx)
-	name := "careplan_test_" + strings.ToLower(rand.Text()[:12])
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Errorf("drop database: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database: %v", err)
-		}
-	})
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatalf("CAREPLAN_TEST_POSTGRES must be a postgres:// URL: %v", err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
 
 func open(t *testing.T, dsn string) *Store {
 	t.Helper()
@@ -76,9 +29,9 @@ func open(t *testing.T, dsn string) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	adminDSN(t) // skip once, not in every case
+	pgtest.AdminDSN(t) // skip once, not in every case
 	storetest.Run(t, storetest.Harness{
-		Open: func(t *testing.T) store.Store { return open(t, newDatabase(t)) },
+		Open: func(t *testing.T) store.Store { return open(t, pgtest.NewDatabase(t)) },
 		Reopen: func(t *testing.T, s store.Store) store.Store {
 			dsn := s.(*Store).pool.Config().ConnString()
 			if err := s.Close(); err != nil {
@@ -92,7 +45,7 @@ func TestConformance(t *testing.T) {
 // TestConcurrentOpen starts four replicas on one empty database at once:
 // the advisory lock lets each migration run exactly once.
 func TestConcurrentOpen(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.NewDatabase(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for range 4 {
@@ -131,7 +84,7 @@ func TestConcurrentOpen(t *testing.T) {
 // TestVerifyAudit alters the stored log behind the store's back and checks
 // that VerifyAudit names the broken link.
 func TestVerifyAudit(t *testing.T) {
-	adminDSN(t)
+	pgtest.AdminDSN(t)
 	tests := []struct {
 		name   string
 		tamper func(ctx context.Context, s *Store) error
@@ -167,7 +120,7 @@ func TestVerifyAudit(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			dsn := newDatabase(t)
+			dsn := pgtest.NewDatabase(t)
 			s := open(t, dsn)
 			nhs := fixture.NHSNumber(1)
 			actor := &careplanv1.Actor{Subject: "nurse-1", OrgCode: fixture.TrustOrg}
@@ -201,7 +154,7 @@ func TestVerifyAudit(t *testing.T) {
 // 1..N without gaps.
 func TestRevisionOrder(t *testing.T) {
 	ctx := context.Background()
-	s := open(t, newDatabase(t))
+	s := open(t, pgtest.NewDatabase(t))
 	const writers, perWriter = 16, 5
 	actor := &careplanv1.Actor{Subject: "nurse-1", OrgCode: fixture.TrustOrg}
 
@@ -292,7 +245,7 @@ func TestUnavailable(t *testing.T) {
 // only come from the NOTIFY sent with the commit.
 func TestWaitRevisionAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
-	dsn := newDatabase(t)
+	dsn := pgtest.NewDatabase(t)
 	writer := open(t, dsn)
 	watcher, err := Open(ctx, dsn, Options{PollInterval: time.Hour})
 	if err != nil {
