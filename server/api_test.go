@@ -213,6 +213,10 @@ func TestBadInput(t *testing.T) {
 			_, err := e.plans.GetCarePlan(ctx, &careplanv1.GetCarePlanRequest{NhsNumber: "9434765918"})
 			return err
 		}, []string{"nhs_number"}},
+		{"get NHS number with control characters", func() error {
+			_, err := e.plans.GetCarePlan(ctx, &careplanv1.GetCarePlanRequest{NhsNumber: "943\x00476\n5919"})
+			return err
+		}, []string{"nhs_number"}},
 		{"get reserved NHS number", func() error {
 			_, err := e.plans.GetCarePlan(ctx, &careplanv1.GetCarePlanRequest{NhsNumber: "1234567890"})
 			return err

@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"strings"
 	"time"
+	"unicode"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
@@ -109,12 +111,18 @@ func namedPlan(req any) string {
 }
 
 // auditedNHS normalises a valid number; an invalid one is kept as sent (it
-// is what the caller asked about) but bounded.
+// is what the caller asked about) but bounded, and without control
+// characters, which some stores cannot hold.
 func auditedNHS(nhs string) string {
 	if n, err := validate.NHSNumber(nhs); err == nil {
 		return n
 	}
-	return truncate(nhs, maxAuditedNHSChars)
+	return truncate(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, nhs), maxAuditedNHSChars)
 }
 
 func accessReason(ctx context.Context) string {

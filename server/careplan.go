@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/careplan/careplan/auth"
 	"github.com/careplan/careplan/policy"
@@ -191,12 +193,15 @@ func (s *carePlanService) replay(ctx context.Context, key string) (*careplanv1.C
 }
 
 // requestKey scopes a client's request_id to its issuer, subject and method,
-// so one caller's ids can never replay another's writes.
+// so one caller's ids can never replay another's writes. It is hashed: a
+// fixed-length, printable key that any store can hold (PostgreSQL text
+// cannot hold the NUL bytes a caller may put in an id).
 func requestKey(p *auth.Principal, method, requestID string) string {
 	if requestID == "" {
 		return ""
 	}
-	return fmt.Sprintf("%s\x00%s\x00%s\x00%s", p.Issuer, p.Subject, method, requestID)
+	sum := sha256.Sum256([]byte(strings.Join([]string{p.Issuer, p.Subject, method, requestID}, "\x00")))
+	return hex.EncodeToString(sum[:])
 }
 
 // principal returns the caller; the auth interceptor guarantees one.

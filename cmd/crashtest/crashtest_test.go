@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/careplan/careplan/store/postgres/pgtest"
 )
 
 // testWriter sends the harness's per-cycle lines to the test log.
@@ -50,5 +52,29 @@ func TestCrashSafetyShort(t *testing.T) {
 	}
 	if sum.Lost != 0 || sum.CheckFailed {
 		t.Errorf("lost %d writes, tx.Check failed: %v; want neither", sum.Lost, sum.CheckFailed)
+	}
+}
+
+// TestFailoverShort runs two replicas on one PostgreSQL database and kills
+// one per cycle: clients move to the other and no acknowledged write is
+// lost. It needs a PostgreSQL (CI starts one with .ci/with-postgres).
+func TestFailoverShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server binary; skipped with -short")
+	}
+	dsn := pgtest.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	cfg := config{
+		Cycles: 2, Writers: 4, MinRun: 400 * time.Millisecond, MaxRun: 800 * time.Millisecond,
+		Seed: 1, ShutdownTimeout: 5 * time.Second, Out: testWriter{t},
+	}
+	sum, err := runFailover(ctx, cfg, dsn)
+	t.Log(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Cycles != 2 || sum.AckedAfterKill == 0 || sum.Lost != 0 {
+		t.Fatalf("%v", sum)
 	}
 }

@@ -32,6 +32,7 @@ func main() {
 	flag.IntVar(&cfg.SigtermEvery, "sigterm-every", 5, "end every Nth cycle with SIGTERM instead of SIGKILL (0: never)")
 	flag.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 5*time.Second, "the server's --shutdown-timeout")
 	flag.StringVar(&cfg.ServerBin, "server", "", "prebuilt careplan-server binary (default: build ./cmd/careplan-server)")
+	dsn := flag.String("store", "", "postgres:// URL of an empty database: run two replicas on it and SIGKILL one per cycle instead")
 	flag.Parse()
 
 	// Ctrl-C ends the run through ctx, so the server child is still killed.
@@ -39,6 +40,15 @@ func main() {
 	defer stop()
 	fmt.Printf("crashtest: %d cycles, %d writers, write phase %v..%v, seed %d\n",
 		cfg.Cycles, cfg.Writers, cfg.MinRun, cfg.MaxRun, cfg.Seed)
+	if *dsn != "" {
+		sum, err := runFailover(ctx, cfg, *dsn)
+		fmt.Println(sum)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "crashtest: FAIL:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	sum, err := run(ctx, cfg)
 	fmt.Println(sum)
 	fmt.Printf("unknown writes found stored after restart: %d of %d\n", sum.Landed, sum.Unknown)

@@ -47,13 +47,14 @@ type serverProc struct {
 	exited chan struct{} // closed once the process has been reaped
 }
 
-// startServer runs the binary in dev mode on an ephemeral loopback port and
-// returns once it reports SERVING. Its stderr (logs, panics) is appended to
+// startServer runs the binary in dev mode on an ephemeral loopback port,
+// with extra flags, and returns once it reports SERVING. Its stderr (logs, panics) is appended to
 // logw. On error no process is left running.
-func startServer(ctx context.Context, bin, data string, shutdownTimeout time.Duration, logw io.Writer) (*serverProc, error) {
+func startServer(ctx context.Context, bin, data string, shutdownTimeout time.Duration, logw io.Writer, extra ...string) (*serverProc, error) {
 	addrs := &addrScanner{found: make(chan string, 1)}
-	cmd := exec.Command(bin, "--dev", "--addr", "127.0.0.1:0", "--data", data,
-		"--shutdown-timeout", shutdownTimeout.String(), "--log-level", "WARN")
+	args := append([]string{"--dev", "--addr", "127.0.0.1:0", "--data", data,
+		"--shutdown-timeout", shutdownTimeout.String(), "--log-level", "WARN"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = addrs, logw
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+
+	"github.com/careplan/careplan/client"
+	"github.com/careplan/careplan/internal/devmode"
+	"github.com/careplan/careplan/store/postgres"
+)
+
+// failoverSummary is what a replica run found.
+type failoverSummary struct {
+	Cycles          int
+	Acked           int // acknowledged writes
+	AckedAfterKill  int // acknowledged by the surviving replica after a kill
+	Lost            int
+	Unknown         int
+	AuditChainCheck string
+}
+
+func (s failoverSummary) String() string {
+	return fmt.Sprintf("failover cycles: %d, acknowledged writes: %d (by the surviving replica after a kill: %d), lost writes: %d, unknown (in flight at kill): %d, audit chain: %s",
+		s.Cycles, s.Acked, s.AckedAfterKill, s.Lost, s.Unknown, s.AuditChainCheck)
+}
+
+// runFailover runs two server replicas on one PostgreSQL database and, each
+// cycle, SIGKILLs one of them while writers run through a client that
+// balances over both. The writers must carry on through the survivor, and
+// after the killed replica restarts every acknowledged write must be there.
+func runFailover(ctx context.Context, cfg config, dsn string) (sum failoverSummary, err error) {
+	if err := cfg.validate(); err != nil {
+		return sum, err
+	}
+	dir, err := os.MkdirTemp("", "crashtest-failover-")
+	if err != nil {
+		return sum, err
+	}
+	defer os.RemoveAll(dir)
+	bin := cfg.ServerBin
+	if bin == "" {
+		if bin, err = buildServer(ctx, dir); err != nil {
+			return sum, err
+		}
+	}
+	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return sum, err
+	}
+	defer logf.Close()
+	// --data holds only the dev key with --store; both replicas share it.
+	data := filepath.Join(dir, "careplan.db")
+	start := func() (*serverProc, error) {
+		return startServer(ctx, bin, data, cfg.ShutdownTimeout, logf, "--store", dsn)
+	}
+	var replicas [2]*serverProc
+	defer func() {
+		for _, r := range replicas {
+			if r != nil {
+				r.kill()
+			}
+		}
+	}()
+	for i := range replicas { // one at a time: the first creates the dev key
+		if replicas[i], err = start(); err != nil {
+			return sum, err
+		}
+	}
+	signer, err := devmode.Signer(data)
+	if err != nil {
+		return sum, err
+	}
+	token, err := devmode.Token(signer, "nhs", time.Now())
+	if err != nil {
+		return sum, err
+	}
+	// One client over both replicas: round robin, so a dead replica's
+	// share moves to the live one.
+	res := manual.NewBuilderWithScheme("replicas")
+	setAddrs := func() {
+		var addrs []resolver.Address
+		for _, r := range replicas {
+			addrs = append(addrs, resolver.Address{Addr: r.addr})
+		}
+		res.UpdateState(resolver.State{Addresses: addrs})
+	}
+	res.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: replicas[0].addr}, {Addr: replicas[1].addr}}})
+	cl, err := client.Dial(ctx, "replicas:///careplan", client.WithToken(token), client.WithDialOptions(
+		grpc.WithResolvers(res), grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin":{}}]}`)))
+	if err != nil {
+		return sum, err
+	}
+	defer cl.Close()
+
+	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed))
+	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
+	var writers []*writer
+	for i := range cfg.Writers {
+		writers = append(writers, newWriter(i, nonce))
+	}
+	var acked, unknown []write
+	phase := func(d time.Duration) (int, error) {
+		wctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		results := make([]writerResult, len(writers))
+		var wg sync.WaitGroup
+		for i, w := range writers {
+			wg.Go(func() {
+				// A write left in doubt by the kill ends a writer's run;
+				// start it again, resynced, until the phase ends.
+				for wctx.Err() == nil {
+					r := w.run(wctx, cl)
+					results[i].acked = append(results[i].acked, r.acked...)
+					results[i].unknown = append(results[i].unknown, r.unknown...)
+					if r.err != nil {
+						results[i].err = r.err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		n := 0
+		var errs []error
+		for _, r := range results {
+			acked = append(acked, r.acked...)
+			unknown = append(unknown, r.unknown...)
+			n += len(r.acked)
+			errs = append(errs, r.err)
+		}
+		return n, errors.Join(errs...)
+	}
+
+	for n := 1; n <= cfg.Cycles; n++ {
+		victim := n % 2
+		runFor := cfg.MinRun + time.Duration(rng.Int64N(int64(cfg.MaxRun-cfg.MinRun)+1))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			time.Sleep(runFor / 4)
+			replicas[victim].kill() // SIGKILL while writes are in flight
+		}()
+		before := len(acked)
+		if _, err := phase(runFor / 2); err != nil {
+			return sum, fmt.Errorf("cycle %d: %w", n, err)
+		}
+		<-done
+		// Only the survivor is up now: every write from here on went
+		// through it.
+		after, err := phase(runFor / 2)
+		if err != nil {
+			return sum, fmt.Errorf("cycle %d, after the kill: %w", n, err)
+		}
+		sum.AckedAfterKill += after
+		if replicas[victim], err = start(); err != nil {
+			return sum, fmt.Errorf("cycle %d: restart: %w", n, err)
+		}
+		setAddrs()
+		v, err := verify(ctx, cl, acked, unknown)
+		sum.Lost += len(v.lost)
+		if err != nil {
+			return sum, fmt.Errorf("cycle %d: verify: %w", n, err)
+		}
+		sum.Cycles++
+		fmt.Fprintf(cfg.Out, "failover cycle %d/%d: replica %c killed after %v: acknowledged %d (%d by the survivor after the kill), lost %d\n",
+			n, cfg.Cycles, 'A'+victim, (runFor / 2).Round(time.Millisecond), len(acked)-before, after, len(v.lost))
+		if len(v.lost) > 0 {
+			return sum, fmt.Errorf("%w: %d", errLost, len(v.lost))
+		}
+		if after == 0 {
+			return sum, fmt.Errorf("cycle %d: no write was acknowledged after replica %c died: clients did not move", n, 'A'+victim)
+		}
+	}
+	sum.Acked, sum.Unknown = len(acked), len(unknown)
+	count, err := postgres.VerifyAudit(ctx, dsn)
+	if err != nil {
+		sum.AuditChainCheck = "BROKEN"
+		return sum, err
+	}
+	sum.AuditChainCheck = fmt.Sprintf("ok (%d events)", count)
+	return sum, nil
+}
