@@ -55,6 +55,11 @@ fuzz:
 
 ## crashtest: SIGKILL/SIGTERM the real server under load and verify every acknowledged write (CYCLES=20)
 CYCLES ?= 20
-.PHONY: crashtest
+## failover: two replicas on a temporary PostgreSQL, one SIGKILLed per cycle (CYCLES=10)
+failover:
+	.ci/with-postgres bash -c 'psql "$$CAREPLAN_TEST_POSTGRES" -qc "CREATE DATABASE careplan_failover" && \
+	  go run ./cmd/crashtest -store "$${CAREPLAN_TEST_POSTGRES%/postgres*}/careplan_failover?sslmode=disable" -cycles $(or $(CYCLES),10) -writers 8'
+
+.PHONY: crashtest failover
 crashtest:
 	go run ./cmd/crashtest -cycles $(CYCLES) $(CRASHTEST_FLAGS)
