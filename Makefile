@@ -55,10 +55,10 @@ fuzz:
 
 ## crashtest: SIGKILL/SIGTERM the real server under load and verify every acknowledged write (CYCLES=20)
 CYCLES ?= 20
-## failover: two replicas on a temporary PostgreSQL, one SIGKILLed per cycle (CYCLES=10)
+## failover: two replicas on a temporary PostgreSQL, one SIGKILLed per cycle (CYCLES, as crashtest)
 failover:
 	.ci/with-postgres bash -c 'psql "$$CAREPLAN_TEST_POSTGRES" -qc "CREATE DATABASE careplan_failover" && \
-	  go run ./cmd/crashtest -store "$${CAREPLAN_TEST_POSTGRES%/postgres*}/careplan_failover?sslmode=disable" -cycles $(or $(CYCLES),10) -writers 8'
+	  go run ./cmd/crashtest -store "$${CAREPLAN_TEST_POSTGRES%/postgres*}/careplan_failover?sslmode=disable" -cycles $(CYCLES) -writers 8'
 
 .PHONY: crashtest failover
 crashtest:

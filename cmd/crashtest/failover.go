@@ -17,6 +17,8 @@ import (
 
 	"github.com/careplan/careplan/client"
 	"github.com/careplan/careplan/internal/devmode"
+	"github.com/careplan/careplan/internal/fixture"
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 	"github.com/careplan/careplan/store/postgres"
 )
 
@@ -27,12 +29,13 @@ type failoverSummary struct {
 	AckedAfterKill  int // acknowledged by the surviving replica after a kill
 	Lost            int
 	Unknown         int
+	FeedEvents      int // change events the watcher saw, each once, in order
 	AuditChainCheck string
 }
 
 func (s failoverSummary) String() string {
-	return fmt.Sprintf("failover cycles: %d, acknowledged writes: %d (by the surviving replica after a kill: %d), lost writes: %d, unknown (in flight at kill): %d, audit chain: %s",
-		s.Cycles, s.Acked, s.AckedAfterKill, s.Lost, s.Unknown, s.AuditChainCheck)
+	return fmt.Sprintf("failover cycles: %d, acknowledged writes: %d (by the surviving replica after a kill: %d), lost writes: %d, unknown (in flight at kill): %d, watched events: %d (no gap, no repeat), audit chain: %s",
+		s.Cycles, s.Acked, s.AckedAfterKill, s.Lost, s.Unknown, s.FeedEvents, s.AuditChainCheck)
 }
 
 // runFailover runs two server replicas on one PostgreSQL database and, each
@@ -102,6 +105,13 @@ func runFailover(ctx context.Context, cfg config, dsn string) (sum failoverSumma
 		return sum, err
 	}
 	defer cl.Close()
+
+	// A watcher follows the change feed through the same balanced client
+	// for the whole run; Watch resumes by itself when its replica dies.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watched := newFeed()
+	go func() { _, _ = cl.Watch(watchCtx, 0, watched.add) }()
 
 	rng := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed))
 	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -183,6 +193,9 @@ func runFailover(ctx context.Context, cfg config, dsn string) (sum failoverSumma
 		}
 	}
 	sum.Acked, sum.Unknown = len(acked), len(unknown)
+	if sum.FeedEvents, err = watched.check(ctx, cl); err != nil {
+		return sum, err
+	}
 	count, err := postgres.VerifyAudit(ctx, dsn)
 	if err != nil {
 		sum.AuditChainCheck = "BROKEN"
@@ -190,4 +203,52 @@ func runFailover(ctx context.Context, cfg config, dsn string) (sum failoverSumma
 	}
 	sum.AuditChainCheck = fmt.Sprintf("ok (%d events)", count)
 	return sum, nil
+}
+
+// feed collects what a watcher saw, for checkFeed.
+type feed struct {
+	mu      sync.Mutex
+	seen    []int64
+	marker  string        // NHS number whose CREATED event ends the check
+	arrived chan struct{} // closed when the marker's event arrives
+	once    sync.Once
+}
+
+func newFeed() *feed {
+	return &feed{marker: fixture.NHSNumber(99999), arrived: make(chan struct{})}
+}
+
+func (f *feed) add(ev *careplanv1.CarePlanEvent) error {
+	f.mu.Lock()
+	f.seen = append(f.seen, ev.GetRevision())
+	f.mu.Unlock()
+	if ev.GetNhsNumber() == f.marker {
+		f.once.Do(func() { close(f.arrived) })
+	}
+	return nil
+}
+
+// check writes a marker plan, waits for its event (the feed is ordered, so
+// everything before it has been delivered by then), and checks the watcher
+// saw revisions 1..N once each, in order, across every replica it was
+// moved between.
+func (f *feed) check(ctx context.Context, cl *client.Client) (int, error) {
+	if _, err := cl.Create(ctx, fixture.TrustPlan(f.marker), ""); err != nil {
+		return 0, fmt.Errorf("feed marker: %w", err)
+	}
+	select {
+	case <-f.arrived:
+	case <-time.After(15 * time.Second):
+		return 0, errors.New("the watcher did not receive the marker event within 15s")
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, rev := range f.seen {
+		if rev != int64(i+1) {
+			return 0, fmt.Errorf("watched feed: position %d holds revision %d: a gap or a repeat", i, rev)
+		}
+	}
+	return len(f.seen), nil
 }
