@@ -88,6 +88,9 @@ func runFailover(ctx context.Context, cfg config, dsn string) (sum failoverSumma
 	if err != nil {
 		return sum, err
 	}
+	if err := checkReplicasAgree(ctx, replicas[0].addr, replicas[1].addr, token); err != nil {
+		return sum, err
+	}
 	// One client over both replicas: round robin, so a dead replica's
 	// share moves to the live one.
 	res := manual.NewBuilderWithScheme("replicas")
@@ -251,4 +254,37 @@ func (f *feed) check(ctx context.Context, cl *client.Client) (int, error) {
 		}
 	}
 	return len(f.seen), nil
+}
+
+// checkReplicasAgree: a write through one replica is read through the other
+// at once, and an update through the other based on an older etag is
+// refused with ABORTED rather than lost.
+func checkReplicasAgree(ctx context.Context, addrA, addrB, token string) error {
+	a, err := client.Dial(ctx, addrA, client.WithToken(token))
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	b, err := client.Dial(ctx, addrB, client.WithToken(token))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	nhs := fixture.NHSNumber(99998)
+	v1, err := a.Create(ctx, fixture.TrustPlan(nhs), "")
+	if err != nil {
+		return fmt.Errorf("create through A: %w", err)
+	}
+	got, err := b.Get(ctx, nhs)
+	if err != nil || got.GetEtag() != v1.GetEtag() {
+		return fmt.Errorf("read through B right after a write through A: %v, %v", got.GetVersion(), err)
+	}
+	if _, err := a.Update(ctx, &careplanv1.CarePlan{NhsNumber: nhs, Etag: v1.GetEtag(), WhatMatters: "through A"}, []string{"what_matters"}, ""); err != nil {
+		return fmt.Errorf("update through A: %w", err)
+	}
+	_, err = b.Update(ctx, &careplanv1.CarePlan{NhsNumber: nhs, Etag: v1.GetEtag(), WhatMatters: "through B, from v1"}, []string{"what_matters"}, "")
+	if !errors.Is(err, client.ErrEtagMismatch) {
+		return fmt.Errorf("stale etag through B after a write through A: %v, want ABORTED", err)
+	}
+	return nil
 }
