@@ -28,16 +28,21 @@ type client struct {
 	apis  []careplanv1.CarePlanServiceClient
 }
 
-func dial(addr string, conns int) (*client, error) {
+// dial opens conns connections spread evenly over addrs (at least one to
+// each), interleaved so that consecutive callers reach different servers:
+// with two replicas, half the callers use each.
+func dial(conns int, addrs ...string) (*client, error) {
 	c := &client{}
-	for range max(1, conns) {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			c.Close()
-			return nil, err
+	for range max(1, conns/len(addrs)) {
+		for _, addr := range addrs {
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			c.conns = append(c.conns, conn)
+			c.apis = append(c.apis, careplanv1.NewCarePlanServiceClient(conn))
 		}
-		c.conns = append(c.conns, conn)
-		c.apis = append(c.apis, careplanv1.NewCarePlanServiceClient(conn))
 	}
 	return c, nil
 }

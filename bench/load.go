@@ -87,17 +87,39 @@ type bucketUse struct {
 	Keys  int
 }
 
-// load writes spec.NHS plans straight into the store with Store.Create from
-// many goroutines, so the store's commit loop batches them as it would
-// concurrent clients, but without gRPC: a million plans over the wire would
-// measure the client, not the store. Each create carries the audit event the
-// server would have written, so bytes on disk per plan are realistic.
+// load writes spec.NHS plans straight into a bbolt store file (see fill),
+// then measures how the file's bytes are spent.
 func load(ctx context.Context, spec loadSpec) (*loadReport, error) {
 	st, err := boltstore.Open(spec.Path, boltstore.Options{})
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
+	r, err := fill(ctx, st, spec)
+	if err != nil {
+		return nil, err
+	}
+	buckets, err := bucketUsage(st.DB())
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Close(); err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(spec.Path)
+	if err != nil {
+		return nil, err
+	}
+	return &loadReport{Result: r, FileBytes: fi.Size(), Buckets: buckets}, nil
+}
+
+// fill writes spec.NHS plans into st with Store.Create from many
+// goroutines, so the store's commit path sees concurrent writers as it would
+// concurrent clients, but without gRPC: a million plans over the wire would
+// measure the client, not the store. Each create carries the audit event the
+// server would have written, so bytes on disk per plan are realistic.
+// spec.Path only names the store in messages.
+func fill(ctx context.Context, st store.Store, spec loadSpec) (*result, error) {
 	p := trustActor()
 	withCouncil := benchPlan(spec.NHS[0], spec.PlanBytes, true)
 	without := benchPlan(spec.NHS[0], spec.PlanBytes, false)
@@ -127,18 +149,7 @@ func load(ctx context.Context, spec loadSpec) (*loadReport, error) {
 	if r.Ops != int64(len(spec.NHS)) {
 		return nil, fmt.Errorf("load %s: only %d of %d plans within %v (raise -load-timeout)", spec.Path, r.Ops, len(spec.NHS), spec.Timeout)
 	}
-	buckets, err := bucketUsage(st.DB())
-	if err != nil {
-		return nil, err
-	}
-	if err := st.Close(); err != nil {
-		return nil, err
-	}
-	fi, err := os.Stat(spec.Path)
-	if err != nil {
-		return nil, err
-	}
-	return &loadReport{Result: r, FileBytes: fi.Size(), Buckets: buckets}, nil
+	return r, nil
 }
 
 // progress prints how far a long load has got every 30 seconds, so a

@@ -7,6 +7,7 @@
 //
 //	go run ./bench                  # quick run, about two minutes
 //	go run ./bench -plans 1000000   # the full scale run
+//	.ci/with-postgres go run ./bench # adds two replicas on PostgreSQL
 package main
 
 import (
@@ -37,6 +38,7 @@ type config struct {
 	dir                         string
 	keep                        bool
 	cpuProfile, memProfile      string
+	postgres                    string // admin DSN of a PostgreSQL server; "" for none
 }
 
 // profiling runs the careplan server inside the bench, where pprof can see it.
@@ -62,8 +64,16 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (stores, server logs)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "run careplan in-process and write CPU profiles FILE.reads and FILE.writes (with the extension kept last)")
 	fs.StringVar(&c.memProfile, "memprofile", "", "run careplan in-process and write allocation profiles FILE.reads and FILE.writes")
+	// The default is read after parsing, so -help never prints a DSN (which
+	// may hold a password).
+	fs.StringVar(&c.postgres, "postgres", "", "postgres:// DSN of a PostgreSQL server on which to create (and drop) a database for two careplan replicas; '' for none (default $"+postgresEnv+")")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "postgres" })
+	if !set {
+		c.postgres = os.Getenv(postgresEnv)
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -74,9 +84,14 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("caller, connection and round counts must be positive")
 	case c.duration <= 0 || c.warmup < 0 || c.loadTimeout <= 0:
 		return c, errors.New("-duration and -load-timeout must be positive")
+	case c.postgres != "" && !strings.HasPrefix(c.postgres, "postgres://") && !strings.HasPrefix(c.postgres, "postgresql://"):
+		return c, errors.New("-postgres takes a postgres:// URL")
 	}
 	return c, nil
 }
+
+// postgresEnv is the variable .ci/with-postgres sets to its server's DSN.
+const postgresEnv = "CAREPLAN_TEST_POSTGRES"
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == bareCommand {
@@ -123,6 +138,14 @@ func (r *report) print(w io.Writer, total time.Duration) {
 		cfg.readCallers, cfg.writeCallers, cfg.listCallers, cfg.conns, cfg.duration, cfg.warmup, r.rounds)
 	fmt.Fprintf(w, "loading: base store %s (%.0f plans/s), large store %s (%.0f plans/s), %d goroutines through Store.Create\n",
 		r.small.Result.Elapsed.Round(time.Millisecond), r.small.Result.PerSec(), r.large.Result.Elapsed.Round(time.Millisecond), r.large.Result.PerSec(), cfg.loadCallers)
+	if pg := r.pg; pg != nil && pg.load != nil {
+		var starts []string
+		for _, d := range pg.startUp {
+			starts = append(starts, fmt.Sprintf("%.3f s", d.Seconds()))
+		}
+		fmt.Fprintf(w, "postgres: PostgreSQL %s on loopback, on the same CPUs; a fresh database with the base set (%d plans, loaded in %s, %.0f plans/s); %d careplan-server replicas (--store, start-up %s), %d connection(s) to each\n",
+			pg.version, cfg.basePlans, pg.load.Elapsed.Round(time.Millisecond), pg.load.PerSec(), pgReplicas, strings.Join(starts, ", "), pg.connsPerReplica)
+	}
 	if r.buildTime > 0 {
 		fmt.Fprintf(w, "careplan-server build: %s\n", r.buildTime.Round(time.Millisecond))
 	}
@@ -189,7 +212,7 @@ func (r *report) figures() []figure {
 	if len(r.failures) > 0 {
 		exits = "see FAILURE"
 	}
-	return []figure{
+	figs := []figure{
 		atLeast(fmt.Sprintf("reads/s, GetCarePlan x%d, %d plans", cfg.readCallers, cfg.basePlans),
 			perSec(cpGet), perSec(bareGet)+" "+srvBare, cpGet.PerSec(), bareGet.PerSec(), 0.8),
 		atMost("read p99", ms(p99(cpGet))+" ms", ms(p99(bareGet))+" ms "+srvBare, seconds(p99(cpGet)), seconds(p99(bareGet)), 2),
@@ -210,11 +233,29 @@ func (r *report) figures() []figure {
 			float64(r.largeMem.Anon), float64(r.bareMem.Anon), 300<<20, "<= 300 MB"),
 		absolute(fmt.Sprintf("start-up to SERVING, %d plans", cfg.plans), fmt.Sprintf("%.3f s", r.largeStart.Seconds()),
 			fmt.Sprintf("%.3f s %s", r.bareStart.Seconds(), srvBare), r.largeStart.Seconds(), r.bareStart.Seconds(), 2, "<= 2 s"),
+	}
+	if r.pg != nil {
+		pgGet, pgWrite := r.find(srvPG, phGetBase), r.find(srvPG, phWrite)
+		figs = append(figs,
+			figure{name: "reads/s on PostgreSQL x2 vs bbolt", value: perSec(pgGet), baseline: perSec(cpGet) + " careplan bbolt",
+				ratio: ratio(pgGet.PerSec(), cpGet.PerSec()), target: "report", result: "-"},
+			figure{name: "writes/s on PostgreSQL x2 vs bbolt", value: perSec(pgWrite), baseline: perSec(cpWrite) + " careplan bbolt",
+				ratio: ratio(pgWrite.PerSec(), cpWrite.PerSec()), target: "report", result: "-"})
+	}
+	figs = append(figs, []figure{
 		{name: "bytes on disk per plan", value: fmt.Sprintf("%.0f B", diskPerPlan), baseline: fmt.Sprintf("%d B plan", r.planBytes),
 			ratio: ratio(diskPerPlan, float64(r.planBytes)), target: "report", result: "-"},
 		{name: "acknowledged writes verified", value: fmt.Sprintf("%d/%d", r.verified, r.acked), baseline: "-", ratio: "-", target: "all", result: verified},
-		{name: "SIGTERM then exit status 0", value: "every server", baseline: "-", ratio: "-", target: "all", result: exits},
+	}...)
+	if pg := r.pg; pg != nil {
+		pgVerified := "FAIL"
+		if pg.acked > 0 && pg.verified == pg.acked {
+			pgVerified = "PASS"
+		}
+		figs = append(figs, figure{name: "  of which on PostgreSQL x2", value: fmt.Sprintf("%d/%d", pg.verified, pg.acked),
+			baseline: "-", ratio: "-", target: "all", result: pgVerified})
 	}
+	return append(figs, figure{name: "SIGTERM then exit status 0", value: "every server", baseline: "-", ratio: "-", target: "all", result: exits})
 }
 
 // atLeast is a throughput figure whose target is a minimum ratio.

@@ -34,8 +34,9 @@ type report struct {
 	largeStartMem memInfo
 	largeMem      memInfo
 	bareMem       memInfo
-	verified      int64
+	verified      int64 // every careplan store's writes, PostgreSQL included
 	acked         int64
+	pg            *pgRun // nil without -postgres
 	// failures are correctness problems (unverified writes, unclean
 	// exits); they fail the run, unlike a missed performance target.
 	failures []string
@@ -78,6 +79,9 @@ type bench struct {
 	rep       *report
 	running   []running
 	clients   []*client
+	// cleanups run after every server has stopped (dropping the
+	// PostgreSQL database).
+	cleanups []func() error
 }
 
 type running struct {
@@ -106,7 +110,7 @@ func run(ctx context.Context, cfg config) (*report, error) {
 		// its phases run whole, not in slices between baselines.
 		b.rep.rounds = 1
 	}
-	defer b.stopAll()
+	defer b.finish()
 	if err := b.measureAll(ctx); err != nil {
 		return b.rep, err
 	}
@@ -115,7 +119,8 @@ func run(ctx context.Context, cfg config) (*report, error) {
 
 func (b *bench) measureAll(ctx context.Context) error {
 	cfg := b.cfg
-	if !b.rep.inProcess {
+	// The PostgreSQL replicas are always processes of their own.
+	if !b.rep.inProcess || cfg.postgres != "" {
 		if err := b.buildServer(ctx); err != nil {
 			return err
 		}
@@ -178,10 +183,23 @@ func (b *bench) measureAll(ctx context.Context) error {
 	// server gets the same requests, tokens included, and ignores them.
 	baseOrder, largeOrder := shuffled(all[:cfg.basePlans]), shuffled(all[:cfg.plans])
 	reads, lists := cfg.readCallers, cfg.listCallers
-	b.compare(ctx,
-		arm{srvBare, phGetBase, reads, getOp(bareC, nhsTok, baseOrder), ""},
-		arm{srvCareplan, phGetBase, reads, getOp(baseC, nhsTok, baseOrder), "reads"},
-		arm{srvCareplan, phGetLarge, reads, getOp(largeC, nhsTok, largeOrder), ""})
+	// With -postgres, two replicas on one database holding the base set
+	// join the read and write comparisons as one more arm each.
+	var pgC *client
+	if cfg.postgres != "" {
+		if pgC, err = b.startPostgres(ctx, all[:cfg.basePlans]); err != nil {
+			return err
+		}
+	}
+	readArms := []arm{
+		{srvBare, phGetBase, reads, getOp(bareC, nhsTok, baseOrder), ""},
+		{srvCareplan, phGetBase, reads, getOp(baseC, nhsTok, baseOrder), "reads"},
+		{srvCareplan, phGetLarge, reads, getOp(largeC, nhsTok, largeOrder), ""},
+	}
+	if pgC != nil {
+		readArms = append(readArms, arm{srvPG, phGetBase, reads, getOp(pgC, nhsTok, baseOrder), ""})
+	}
+	b.compare(ctx, readArms...)
 	b.compare(ctx,
 		arm{srvBare, phList, lists, listOp(bareC, councilTok, lists), ""},
 		arm{srvCareplan, phList, lists, listOp(largeC, councilTok, lists), ""})
@@ -202,9 +220,16 @@ func (b *bench) measureAll(ctx context.Context) error {
 	nextNHS.Store(int64(cfg.basePlans))
 	many := newWriters(baseC, nhsTok, cfg.planBytes, &nextNHS, cfg.writeCallers)
 	one := newWriters(baseC, nhsTok, cfg.planBytes, &nextNHS, 1)
-	b.compare(ctx,
-		arm{srvRaw, phRawBatch, cfg.writeCallers, raw.batchPut, ""},
-		arm{srvCareplan, phWrite, cfg.writeCallers, many.op, "writes"})
+	writeArms := []arm{
+		{srvRaw, phRawBatch, cfg.writeCallers, raw.batchPut, ""},
+		{srvCareplan, phWrite, cfg.writeCallers, many.op, "writes"},
+	}
+	var pgMany *writers
+	if pgC != nil {
+		pgMany = newWriters(pgC, nhsTok, cfg.planBytes, &nextNHS, cfg.writeCallers)
+		writeArms = append(writeArms, arm{srvPG, phWrite, cfg.writeCallers, pgMany.op, ""})
+	}
+	b.compare(ctx, writeArms...)
 	b.compare(ctx,
 		arm{srvRaw, phRawUpdate, 1, raw.updatePut, ""},
 		arm{srvCareplan, phWriteOne, 1, one.op, ""})
@@ -217,6 +242,18 @@ func (b *bench) measureAll(ctx context.Context) error {
 	b.rep.verified, b.rep.acked, err = verifyAcks(ctx, baseC, nhsTok, acked, 8)
 	if err != nil {
 		b.rep.failures = append(b.rep.failures, err.Error())
+	}
+	if pgMany != nil {
+		// Read back through both replicas: the verifying callers share
+		// pgC's connections, which alternate between them.
+		fmt.Fprintln(os.Stderr, "verifying acknowledged PostgreSQL writes through both replicas…")
+		pg := b.rep.pg
+		pg.verified, pg.acked, err = verifyAcks(ctx, pgC, nhsTok, pgMany.all(), 8)
+		if err != nil {
+			b.rep.failures = append(b.rep.failures, "PostgreSQL: "+err.Error())
+		}
+		b.rep.verified += pg.verified
+		b.rep.acked += pg.acked
 	}
 	return nil
 }
@@ -286,30 +323,38 @@ func (b *bench) buildServer(ctx context.Context) error {
 // startCareplan starts the careplan server on dataPath in dev mode: its own
 // process normally, or inside the bench when profiling.
 func (b *bench) startCareplan(ctx context.Context, dataPath, name string) (target, error) {
-	logPath := filepath.Join(b.dir, name+".log")
 	var (
 		t   target
 		err error
 	)
 	if b.rep.inProcess {
-		t, err = startInProc(ctx, dataPath, logPath)
+		t, err = startInProc(ctx, dataPath, filepath.Join(b.dir, name+".log"))
 	} else {
-		var addr string
-		if addr, err = freeLoopbackAddr(); err != nil {
-			return nil, err
+		var p *proc
+		if p, err = b.careplanProc(ctx, name, dataPath); err == nil {
+			t = p
 		}
-		// Every bench caller holds the same dev token, so the per-caller
-		// rate limit (a policy, not a cost) would cap a whole phase at one
-		// user's allowance; it is off here, as it is for server.New
-		// in-process.
-		args := []string{"--dev", "--addr", addr, "--data", dataPath, "--rate-limit", "0"}
-		t, err = startProc(ctx, name, b.serverBin, args, addr, logPath)
 	}
 	if err != nil {
 		return nil, err
 	}
 	b.running = append(b.running, running{name, t})
 	return t, nil
+}
+
+// careplanProc runs careplan-server as its own process in dev mode, with
+// dataPath as --data and extra flags after the bench's own; its log is
+// name.log in the run's directory. The caller records it in b.running.
+func (b *bench) careplanProc(ctx context.Context, name, dataPath string, extra ...string) (*proc, error) {
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	// Every bench caller holds the same dev token, so the per-caller rate
+	// limit (a policy, not a cost) would cap a whole phase at one user's
+	// allowance; it is off here, as it is for server.New in-process.
+	args := append([]string{"--dev", "--addr", addr, "--data", dataPath, "--rate-limit", "0"}, extra...)
+	return startProc(ctx, name, b.serverBin, args, addr, filepath.Join(b.dir, name+".log"))
 }
 
 // startBare runs the bare server as its own process: the bench's own binary
@@ -336,13 +381,30 @@ func (b *bench) startBare(ctx context.Context, plan *careplanv1.CarePlan, page *
 	return t, nil
 }
 
-// dial connects a client to t; stopAll closes it.
-func (b *bench) dial(t target) (*client, error) {
-	c, err := dial(t.Addr(), b.cfg.conns)
+// dial connects a client to ts, spreading -conns connections over them;
+// stopAll closes it.
+func (b *bench) dial(ts ...target) (*client, error) {
+	addrs := make([]string, len(ts))
+	for i, t := range ts {
+		addrs[i] = t.Addr()
+	}
+	c, err := dial(b.cfg.conns, addrs...)
 	if err == nil {
 		b.clients = append(b.clients, c)
 	}
 	return c, err
+}
+
+// finish stops everything, then runs the cleanups; a cleanup that fails
+// (a database left behind) is a failure of the run.
+func (b *bench) finish() {
+	b.stopAll()
+	for i := len(b.cleanups) - 1; i >= 0; i-- {
+		if err := b.cleanups[i](); err != nil {
+			b.rep.failures = append(b.rep.failures, err.Error())
+		}
+	}
+	b.cleanups = nil
 }
 
 // stopAll closes the clients, then stops every server, newest first, and
