@@ -51,10 +51,15 @@ func appendAuditTx(tx *bolt.Tx, ev *careplanv1.AuditEvent, p *careplanv1.CarePla
 	if err := meta.Put(keyAuditHead, head[:]); err != nil {
 		return err
 	}
-	if nhs := ev.GetNhsNumber(); nhs != "" && len(nhs) <= maxAuditNHS {
-		return tx.Bucket(bucketAuditByNHS).Put(auditByNHSKey(nhs, seq), nil)
+	return indexAuditTx(tx.Bucket(bucketAuditByNHS), ev.GetNhsNumber(), seq)
+}
+
+// indexAuditTx adds event seq to its plan's index entry, if it names one.
+func indexAuditTx(idx *bolt.Bucket, nhs string, seq uint64) error {
+	if nhs == "" || len(nhs) > maxAuditNHS {
+		return nil
 	}
-	return nil
+	return idx.Put(auditByNHSKey(nhs, seq), nil)
 }
 
 // AppendAudit implements store.Store.
@@ -108,34 +113,57 @@ func (s *Store) ListAudit(_ context.Context, q store.AuditQuery) ([]*careplanv1.
 	return out, next, err
 }
 
-// seqIter walks audit sequences after a point, either over every event or
-// over one plan's index.
+// seqIter walks audit sequences after a point in order, either over every
+// event or over one plan's index, epoch by epoch.
 type seqIter struct {
-	c      *bolt.Cursor
-	prefix []byte
-	k      []byte
-	first  bool
+	c     *bolt.Cursor
+	nhs   []byte // nil: every event
+	after uint64 // the last sequence returned (or skipped)
+	last  uint64 // the highest sequence stored
+	k     []byte // the cursor's current key, not yet returned
+	epoch uint64
 }
 
 func newSeqIter(tx *bolt.Tx, nhs string, after int64) *seqIter {
+	audit := tx.Bucket(bucketAudit)
 	if nhs == "" {
-		c := tx.Bucket(bucketAudit).Cursor()
+		c := audit.Cursor()
 		k, _ := c.Seek(u64(uint64(after) + 1))
-		return &seqIter{c: c, k: k, first: true}
+		return &seqIter{c: c, k: k}
 	}
-	c := tx.Bucket(bucketAuditByNHS).Cursor()
-	k, _ := c.Seek(auditByNHSKey(nhs, uint64(after)+1))
-	return &seqIter{c: c, prefix: []byte(nhs), k: k, first: true}
+	it := &seqIter{c: tx.Bucket(bucketAuditByNHS).Cursor(), nhs: []byte(nhs), after: uint64(after), last: audit.Sequence()}
+	it.seekEpoch(auditEpoch(it.after + 1))
+	return it
+}
+
+// seekEpoch positions the cursor at the plan's first entry after it.after
+// in epoch e.
+func (it *seqIter) seekEpoch(e uint64) {
+	it.epoch = e
+	it.k, _ = it.c.Seek(auditByNHSKey(string(it.nhs), max(it.after+1, e<<auditEpochBits)))
 }
 
 func (it *seqIter) next() (uint64, bool) {
-	if !it.first {
+	if it.nhs == nil {
+		k := it.k
+		if k == nil || len(k) != 8 {
+			return 0, false
+		}
 		it.k, _ = it.c.Next()
+		return binary.BigEndian.Uint64(k), true
 	}
-	it.first = false
-	k := it.k
-	if k == nil || !bytes.HasPrefix(k, it.prefix) || len(k) != len(it.prefix)+8 {
-		return 0, false
+	for {
+		prefix := binary.BigEndian.AppendUint64(nil, it.epoch)
+		prefix = append(prefix, it.nhs...)
+		if k := it.k; k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8 {
+			seq := binary.BigEndian.Uint64(k[len(prefix):])
+			it.after = seq
+			it.k, _ = it.c.Next()
+			return seq, true
+		}
+		if it.epoch >= auditEpoch(it.last) {
+			return 0, false
+		}
+		it.seekEpoch(it.epoch + 1)
 	}
-	return binary.BigEndian.Uint64(k[len(it.prefix):]), true
 }

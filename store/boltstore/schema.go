@@ -6,6 +6,9 @@ import (
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 )
 
 // Every top-level bucket, declared in one place. Values are marshalled
@@ -24,7 +27,11 @@ var (
 	bucketRevisions = []byte("revisions")
 	// audit: sequence (8 bytes) → AuditEvent, hash-chained.
 	bucketAudit = []byte("audit")
-	// audit_by_nhs: nhs_number + sequence → empty, to list one plan's events.
+	// audit_by_nhs: epoch + nhs_number + sequence → empty, to list one
+	// plan's events. The epoch (sequence >> auditEpochBits) keeps each
+	// commit's inserts on a few pages near the end of the bucket, instead of
+	// one random page per audited read (which cost a fifth of read
+	// throughput); a lookup seeks once per epoch.
 	bucketAuditByNHS = []byte("audit_by_nhs")
 	// requests: request key → nhs_number + version + unix nanos.
 	bucketRequests = []byte("requests")
@@ -38,7 +45,12 @@ var allBuckets = [][]byte{
 	bucketAudit, bucketAuditByNHS, bucketRequests, bucketOrgPlans,
 }
 
-const schemaVersion = 1
+// schemaVersion 2 keys audit_by_nhs by epoch; version 1 files are migrated
+// on open.
+const schemaVersion = 2
+
+// auditEpochBits sets the epoch size of audit_by_nhs: 1024 events.
+const auditEpochBits = 10
 
 var (
 	keySchema = []byte("schema")
@@ -63,10 +75,36 @@ func initSchemaTx(tx *bolt.Tx) error {
 	if len(v) != 8 {
 		return errors.New("corrupt schema version")
 	}
-	if got := binary.BigEndian.Uint64(v); got != schemaVersion {
+	got := binary.BigEndian.Uint64(v)
+	if got == 1 {
+		if err := reindexAuditTx(tx); err != nil {
+			return fmt.Errorf("migrate schema 1 to 2: %w", err)
+		}
+		return meta.Put(keySchema, u64(schemaVersion))
+	}
+	if got != schemaVersion {
 		return fmt.Errorf("data file has schema version %d; this build reads %d", got, schemaVersion)
 	}
 	return nil
+}
+
+// reindexAuditTx rebuilds audit_by_nhs in the current key layout from the
+// audit log itself.
+func reindexAuditTx(tx *bolt.Tx) error {
+	if err := tx.DeleteBucket(bucketAuditByNHS); err != nil {
+		return err
+	}
+	idx, err := tx.CreateBucket(bucketAuditByNHS)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
+		ev := &careplanv1.AuditEvent{}
+		if err := proto.Unmarshal(v, ev); err != nil {
+			return err
+		}
+		return indexAuditTx(idx, ev.GetNhsNumber(), binary.BigEndian.Uint64(k))
+	})
 }
 
 func u64(n uint64) []byte {
@@ -90,6 +128,11 @@ func orgPrefix(org string) []byte {
 	return append([]byte(org), 0)
 }
 
+func auditEpoch(seq uint64) uint64 { return seq >> auditEpochBits }
+
+// auditByNHSKey is epoch + nhs_number + sequence.
 func auditByNHSKey(nhs string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte(nhs), seq)
+	k := binary.BigEndian.AppendUint64(nil, auditEpoch(seq))
+	k = append(k, nhs...)
+	return binary.BigEndian.AppendUint64(k, seq)
 }
