@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
@@ -39,4 +40,22 @@ func IsRefusal(err error) bool {
 		errors.Is(err, ErrEtagMismatch) ||
 		errors.Is(err, context.Canceled) ||
 		errors.Is(err, context.DeadlineExceeded)
+}
+
+// NewVersion builds the version a write stores: a copy of w.Plan stamped
+// with the commit time and actor, then prepare (which checks the write
+// against the stored plan, returns it as old — nil on create — and sets the
+// version fields), then the etag. typ says whether it creates or updates.
+func NewVersion(w Write, prepare func(p *careplanv1.CarePlan) (old *careplanv1.CarePlan, err error)) (p, old *careplanv1.CarePlan, typ careplanv1.CarePlanEvent_Type, err error) {
+	p = proto.Clone(w.Plan).(*careplanv1.CarePlan)
+	p.UpdateTime, p.UpdatedBy = CommitTime(w.Now), w.Actor
+	if old, err = prepare(p); err != nil {
+		return nil, nil, 0, err
+	}
+	p.Etag = Etag(p)
+	typ = careplanv1.CarePlanEvent_TYPE_UPDATED
+	if old == nil {
+		typ = careplanv1.CarePlanEvent_TYPE_CREATED
+	}
+	return p, old, typ, nil
 }

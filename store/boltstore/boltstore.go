@@ -51,11 +51,8 @@ type Store struct {
 	stopped chan struct{}
 	closeMu sync.Once
 
-	// rev is the latest committed revision; revMu guards revChanged, which
-	// is closed and replaced on every commit that adds a revision.
-	rev        atomic.Int64
-	revMu      sync.Mutex
-	revChanged chan struct{}
+	// rev is the latest committed revision, for WaitRevision.
+	rev store.RevisionSignal
 
 	// txRev is the highest revision written by the batch being committed.
 	// Only the commit loop goroutine touches it.
@@ -110,14 +107,13 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s := &Store{
-		db:         db,
-		maxBatch:   opts.MaxBatch,
-		ops:        make(chan *op),
-		closing:    make(chan struct{}),
-		stopped:    make(chan struct{}),
-		revChanged: make(chan struct{}),
+		db:       db,
+		maxBatch: opts.MaxBatch,
+		ops:      make(chan *op),
+		closing:  make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
-	s.rev.Store(int64(rev))
+	s.rev.Publish(int64(rev))
 	s.writable.Store(true)
 	s.probeInterval, s.probeBytes, s.observer = opts.ProbeInterval, opts.ProbeBytes, opts.Observer
 	go s.commitLoop()

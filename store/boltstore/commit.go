@@ -127,7 +127,7 @@ func (s *Store) runBatch(batch []*op) {
 	// nearly full disk small writes succeed while real ones fail. Only the
 	// probe, a write as large as any request, does.
 	if s.txRev > 0 {
-		s.publishRevision(s.txRev)
+		s.rev.Publish(s.txRev)
 	}
 	for i, o := range batch {
 		o.done <- results[i]

@@ -31,15 +31,6 @@ func (s *Store) appendRevisionTx(tx *bolt.Tx, ev *careplanv1.CarePlanEvent) erro
 	return nil
 }
 
-// publishRevision wakes every WaitRevision caller after a commit.
-func (s *Store) publishRevision(rev int64) {
-	s.revMu.Lock()
-	s.rev.Store(rev)
-	close(s.revChanged)
-	s.revChanged = make(chan struct{})
-	s.revMu.Unlock()
-}
-
 // RecordAccess implements store.Store.
 func (s *Store) RecordAccess(ctx context.Context, a store.Access) error {
 	return s.commit(ctx, func(tx *bolt.Tx) error {
@@ -83,24 +74,10 @@ func (s *Store) Events(_ context.Context, after int64, limit int) ([]*careplanv1
 
 // Revision implements store.Store.
 func (s *Store) Revision(context.Context) (int64, error) {
-	return s.rev.Load(), nil
+	return s.rev.Latest(), nil
 }
 
 // WaitRevision implements store.Store.
 func (s *Store) WaitRevision(ctx context.Context, after int64) error {
-	for {
-		s.revMu.Lock()
-		changed := s.revChanged
-		s.revMu.Unlock()
-		if s.rev.Load() > after {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.closing:
-			return errClosed
-		}
-	}
+	return s.rev.Wait(ctx, after, s.closing, errClosed)
 }

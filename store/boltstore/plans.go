@@ -59,16 +59,9 @@ func (s *Store) writePlan(ctx context.Context, w store.Write, prepare func(tx *b
 			out = p
 			return err
 		}
-		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
-		p.UpdateTime, p.UpdatedBy = store.CommitTime(w.Now), w.Actor
-		old, err := prepare(tx, p)
+		p, old, typ, err := store.NewVersion(w, func(p *careplanv1.CarePlan) (*careplanv1.CarePlan, error) { return prepare(tx, p) })
 		if err != nil {
 			return err
-		}
-		p.Etag = store.Etag(p)
-		typ := careplanv1.CarePlanEvent_TYPE_UPDATED
-		if old == nil {
-			typ = careplanv1.CarePlanEvent_TYPE_CREATED
 		}
 		out = p
 		return s.putVersionTx(tx, old, p, typ, w)

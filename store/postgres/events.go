@@ -70,39 +70,12 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 	if err := s.pool.QueryRow(ctx, `SELECT revision FROM counters`).Scan(&rev); err != nil {
 		return 0, s.mapErr(ctx, err)
 	}
-	s.publishRevision(rev)
+	s.rev.Publish(rev)
 	return rev, nil
 }
 
 // WaitRevision implements store.Store. Commits by this replica wake it at
 // once; those of others through the LISTEN connection, or the next poll.
 func (s *Store) WaitRevision(ctx context.Context, after int64) error {
-	for {
-		s.revMu.Lock()
-		changed := s.revChanged
-		s.revMu.Unlock()
-		if s.rev.Load() > after {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.closing:
-			return errClosed
-		}
-	}
-}
-
-// publishRevision records rev as committed and, if it is new, wakes every
-// WaitRevision caller.
-func (s *Store) publishRevision(rev int64) {
-	s.revMu.Lock()
-	defer s.revMu.Unlock()
-	if rev <= s.rev.Load() {
-		return
-	}
-	s.rev.Store(rev)
-	close(s.revChanged)
-	s.revChanged = make(chan struct{})
+	return s.rev.Wait(ctx, after, s.closing, errClosed)
 }

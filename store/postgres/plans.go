@@ -71,16 +71,9 @@ func (s *Store) writePlan(ctx context.Context, w store.Write, prepare func(tx *w
 				return tx.appendAudit(w.Audit, p)
 			}
 		}
-		p := proto.Clone(w.Plan).(*careplanv1.CarePlan)
-		p.UpdateTime, p.UpdatedBy = store.CommitTime(w.Now), w.Actor
-		old, err := prepare(tx, p)
+		p, _, typ, err := store.NewVersion(w, func(p *careplanv1.CarePlan) (*careplanv1.CarePlan, error) { return prepare(tx, p) })
 		if err != nil {
 			return err
-		}
-		p.Etag = store.Etag(p)
-		typ := careplanv1.CarePlanEvent_TYPE_UPDATED
-		if old == nil {
-			typ = careplanv1.CarePlanEvent_TYPE_CREATED
 		}
 		out = p
 		return tx.putVersion(p, typ, w)

@@ -41,11 +41,8 @@ type Store struct {
 	listenCfg    *pgxpool.Config
 	pollInterval time.Duration
 
-	// rev is the latest revision known to be committed; revMu guards
-	// revChanged, closed and replaced whenever rev grows.
-	rev        atomic.Int64
-	revMu      sync.Mutex
-	revChanged chan struct{}
+	// rev is the latest revision known to be committed, by any replica.
+	rev store.RevisionSignal
 
 	writable atomic.Bool
 	healthMu sync.Mutex
@@ -80,7 +77,6 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool:         pool,
 		listenCfg:    pool.Config(),
 		pollInterval: opts.PollInterval,
-		revChanged:   make(chan struct{}),
 		closing:      make(chan struct{}),
 		stopped:      make(chan struct{}),
 	}

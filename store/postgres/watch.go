@@ -84,7 +84,7 @@ func (s *Store) notified(ctx context.Context, conn *pgx.Conn) bool {
 	if err != nil {
 		return false
 	}
-	s.publishRevision(rev)
+	s.rev.Publish(rev)
 	return true
 }
 

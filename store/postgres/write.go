@@ -70,7 +70,7 @@ func (s *Store) write(ctx context.Context, fn func(w *writeTx) error) error {
 		return err
 	}
 	if w.revised {
-		s.publishRevision(w.revision)
+		s.rev.Publish(w.revision)
 	}
 	return nil
 }
