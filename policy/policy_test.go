@@ -160,7 +160,11 @@ func TestCheckRead(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bg, err := policy.CheckRead(tt.pr, tt.plan, tt.reason)
+			var org string
+			if tt.pr != nil {
+				org = tt.pr.Org
+			}
+			bg, err := policy.CheckRead(tt.pr, policy.FactsOf(tt.plan, org), tt.reason)
 			checkDenied(t, err, tt.denied, nil)
 			if bg != tt.breakGlass {
 				t.Errorf("breakGlass = %v, want %v", bg, tt.breakGlass)

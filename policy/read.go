@@ -12,7 +12,23 @@ import (
 // the x-access-reason a break-glass read must state.
 const MinAccessReasonLength = 10
 
-// CheckRead decides whether pr may read p. A related organisation with
+// ReadFacts is what a read decision needs to know about a plan. A store
+// can answer it from its organisation index and the stored bytes, so a
+// read need not decode the plan.
+type ReadFacts struct {
+	// Related reports that the caller's organisation is related to the
+	// plan (see Related).
+	Related bool
+	// SharingObjection is the plan's sharing_objection.
+	SharingObjection bool
+}
+
+// FactsOf returns the ReadFacts of a decoded plan for a caller from org.
+func FactsOf(p *careplanv1.CarePlan, org string) ReadFacts {
+	return ReadFacts{Related: Related(p, org), SharingObjection: p.GetSharingObjection()}
+}
+
+// CheckRead decides whether pr may read a plan with facts f. A related organisation with
 // careplan:read reads normally. Anyone else may read only by breaking the
 // glass: the careplan:break-glass role, a stated accessReason, and no
 // sharing objection. breakGlass reports that path, which the caller must
@@ -20,8 +36,8 @@ const MinAccessReasonLength = 10
 //
 // A related organisation without careplan:read but with break-glass takes
 // the break-glass path, so that its read is audited like any other.
-func CheckRead(pr *auth.Principal, p *careplanv1.CarePlan, accessReason string) (breakGlass bool, err error) {
-	related := pr != nil && Related(p, pr.Org)
+func CheckRead(pr *auth.Principal, f ReadFacts, accessReason string) (breakGlass bool, err error) {
+	related := pr != nil && f.Related
 	if related && pr.HasRole(auth.RoleRead) {
 		return false, nil
 	}
@@ -36,7 +52,7 @@ func CheckRead(pr *auth.Principal, p *careplanv1.CarePlan, accessReason string) 
 	if utf8.RuneCountInString(strings.TrimSpace(accessReason)) < MinAccessReasonLength {
 		return false, deny(ReasonBreakGlassReasonRequired, "break-glass access needs an x-access-reason of at least 10 characters")
 	}
-	if p.GetSharingObjection() {
+	if f.SharingObjection {
 		return false, deny(ReasonSharingObjection, "the person has objected to sharing beyond their care team")
 	}
 	return true, nil

@@ -47,11 +47,21 @@ func (s *carePlanService) CreateCarePlan(ctx context.Context, req *careplanv1.Cr
 }
 
 func (s *carePlanService) GetCarePlan(ctx context.Context, req *careplanv1.GetCarePlanRequest) (*careplanv1.CarePlan, error) {
-	plan, err := s.readable(ctx, req.GetNhsNumber())
+	sp, err := s.readable(ctx, req.GetNhsNumber())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return plan, nil
+	return encodedPlan(sp.Body), nil
+}
+
+// encodedPlan returns a CarePlan that marshals to exactly body. Protobuf
+// keeps bytes it does not recognise and writes them back verbatim, so the
+// stored encoding reaches the client without a decode and a re-encode.
+// Only the wire sees the fields: nothing in this process may read them.
+func encodedPlan(body []byte) *careplanv1.CarePlan {
+	p := &careplanv1.CarePlan{}
+	p.ProtoReflect().SetUnknown(body)
+	return p
 }
 
 func (s *carePlanService) UpdateCarePlan(ctx context.Context, req *careplanv1.UpdateCarePlanRequest) (*careplanv1.CarePlan, error) {
@@ -155,33 +165,34 @@ func (s *carePlanService) ListCarePlanVersions(ctx context.Context, req *carepla
 	return resp, nil
 }
 
-// readable returns the current plan if the caller may read it. A
-// break-glass read is recorded (audit and change feed) before the plan is
+// readable returns the current plan, as stored, if the caller may read it.
+// A break-glass read is recorded (audit and change feed) before the plan is
 // returned.
-func (s *carePlanService) readable(ctx context.Context, nhs string) (*careplanv1.CarePlan, error) {
+func (s *carePlanService) readable(ctx context.Context, nhs string) (*store.StoredPlan, error) {
 	p := principal(ctx)
 	// Callers with no read role at all learn nothing, not even existence.
 	if !p.HasRole(auth.RoleRead) && !p.HasRole(auth.RoleBreakGlass) {
 		return nil, policy.MissingRole(auth.RoleRead)
 	}
-	plan, err := s.store.Get(ctx, nhs)
+	sp, err := s.store.GetStored(ctx, nhs, p.Org)
 	if err != nil {
 		return nil, err
 	}
 	rec := auditFrom(ctx)
-	breakGlass, err := policy.CheckRead(p, plan, rec.ev.GetAccessReason())
+	breakGlass, err := policy.CheckRead(p, sp.Facts, rec.ev.GetAccessReason())
 	if err != nil {
 		return nil, err
 	}
-	rec.ev.PlanVersion = plan.GetVersion()
+	rec.ev.PlanVersion = sp.Version
 	if breakGlass {
+		plan := &careplanv1.CarePlan{NhsNumber: nhs, Version: sp.Version}
 		err := s.store.RecordAccess(ctx, store.Access{Plan: plan, Actor: p.Actor(), Reason: rec.ev.GetAccessReason(), Audit: rec.ev})
 		if err != nil {
 			return nil, err
 		}
 		rec.done = true
 	}
-	return plan, nil
+	return sp, nil
 }
 
 // replay returns the result of an earlier write with the same request key.

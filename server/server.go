@@ -32,6 +32,11 @@ import (
 	"github.com/careplan/careplan/validate"
 )
 
+// streamWorkers is how many goroutines serve calls; calls beyond it get a
+// goroutine of their own, as without workers. Reads wait on a group commit,
+// so it is sized for many calls in flight, not for the CPU count.
+const streamWorkers = 256
+
 // DefaultMaxRequestBytes is the largest request message accepted (1 MiB).
 const DefaultMaxRequestBytes = 1 << 20
 
@@ -134,6 +139,9 @@ func New(cfg Config) (*Server, error) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		// Reused handler goroutines keep the stack the interceptor chain
+		// grew; a new goroutine per call spent ~10% of read CPU growing it.
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
 		// Order: call info (so the logger sees who called) → metrics →

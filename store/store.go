@@ -128,6 +128,10 @@ type Store interface {
 	Update(ctx context.Context, w Write) (*careplanv1.CarePlan, error)
 	// Get returns the current version. ErrNotFound if there is none.
 	Get(ctx context.Context, nhsNumber string) (*careplanv1.CarePlan, error)
+	// GetStored returns the current version undecoded, with the read facts
+	// for a caller from org (an ODS code, any case). ErrNotFound if there
+	// is none.
+	GetStored(ctx context.Context, nhsNumber, org string) (*StoredPlan, error)
 	// LookupRequest returns the result of an earlier write made with
 	// requestKey, or ok=false.
 	LookupRequest(ctx context.Context, requestKey string) (plan *careplanv1.CarePlan, ok bool, err error)

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -168,6 +169,34 @@ func (s *Store) Get(_ context.Context, nhs string) (*careplanv1.CarePlan, error)
 		return err
 	})
 	return p, err
+}
+
+// GetStored implements store.Store. Related is one lookup in org_plans,
+// which every write keeps in step with the current version.
+func (s *Store) GetStored(_ context.Context, nhs, org string) (*store.StoredPlan, error) {
+	var (
+		body    []byte
+		version int64
+		related bool
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketPlans).Get([]byte(nhs))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		version = int64(binary.BigEndian.Uint64(v))
+		b := tx.Bucket(bucketVersions).Get(versionKey(nhs, version))
+		if b == nil {
+			return fmt.Errorf("version %d of a plan is missing", version)
+		}
+		body = bytes.Clone(b) // b lives only as long as the transaction
+		related = org != "" && tx.Bucket(bucketOrgPlans).Get(orgPlanKey(strings.ToUpper(org), nhs)) != nil
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return store.NewStoredPlan(body, version, related)
 }
 
 // LookupRequest implements store.Store.

@@ -155,6 +155,26 @@ func (s *Store) Get(ctx context.Context, nhs string) (*careplanv1.CarePlan, erro
 	return p, s.mapErr(ctx, err)
 }
 
+// GetStored implements store.Store.
+func (s *Store) GetStored(ctx context.Context, nhs, org string) (*store.StoredPlan, error) {
+	var (
+		body    []byte
+		version int64
+		related bool
+	)
+	err := s.pool.QueryRow(ctx, `SELECT v.body, p.version,
+		EXISTS (SELECT 1 FROM org_plans o WHERE o.org = upper($2) AND o.nhs = p.nhs)
+		FROM plans p JOIN versions v ON v.nhs = p.nhs AND v.version = p.version
+		WHERE p.nhs = $1`, nhs, org).Scan(&body, &version, &related)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, s.mapErr(ctx, err)
+	}
+	return store.NewStoredPlan(body, version, related && org != "")
+}
+
 // LookupRequest implements store.Store.
 func (s *Store) LookupRequest(ctx context.Context, key string) (*careplanv1.CarePlan, bool, error) {
 	p, ok, err := lookupRequest(ctx, s.pool, key)

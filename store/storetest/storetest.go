@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/careplan/careplan/internal/fixture"
+	"github.com/careplan/careplan/policy"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 	"github.com/careplan/careplan/store"
 )
@@ -36,6 +38,7 @@ func Run(t *testing.T, h Harness) {
 		{"CreateGet", testCreateGet},
 		{"CreateExisting", testCreateExisting},
 		{"GetMissing", testGetMissing},
+		{"GetStored", testGetStored},
 		{"UpdateEtag", testUpdateEtag},
 		{"UpdateMissing", testUpdateMissing},
 		{"VersionsKept", testVersionsKept},
@@ -164,6 +167,49 @@ func testGetMissing(t *testing.T, h Harness) {
 	}
 	if _, err := s.ListVersions(context.Background(), fixture.NHSNumber(3), 0, 10); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("ListVersions: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testGetStored(t *testing.T, h Harness) {
+	s := h.Open(t)
+	ctx := context.Background()
+	nhs := fixture.NHSNumber(4)
+	if _, err := s.GetStored(ctx, nhs, fixture.TrustOrg); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetStored before create: err = %v, want ErrNotFound", err)
+	}
+	p := update(t, s, create(t, s, nhs), func(p *careplanv1.CarePlan) { p.SharingObjection = true })
+	for _, tc := range []struct {
+		org     string
+		related bool
+	}{
+		{fixture.TrustOrg, true},
+		{strings.ToLower(fixture.CouncilOrg), true}, // any case
+		{"ZZZ9", false},
+		{"", false},
+	} {
+		sp, err := s.GetStored(ctx, nhs, tc.org)
+		if err != nil {
+			t.Fatalf("GetStored(%q): %v", tc.org, err)
+		}
+		got := &careplanv1.CarePlan{}
+		if err := proto.Unmarshal(sp.Body, got); err != nil {
+			t.Fatalf("GetStored(%q): body does not decode: %v", tc.org, err)
+		}
+		if !proto.Equal(got, p) || sp.Version != p.GetVersion() {
+			t.Fatalf("GetStored(%q): version %d, body\n%v\nwant version %d,\n%v", tc.org, sp.Version, got, p.GetVersion(), p)
+		}
+		want := policy.ReadFacts{Related: tc.related, SharingObjection: true}
+		if sp.Facts != want || policy.FactsOf(p, tc.org) != want {
+			t.Fatalf("GetStored(%q): facts %+v, want %+v (FactsOf says %+v)", tc.org, sp.Facts, want, policy.FactsOf(p, tc.org))
+		}
+	}
+	// An organisation that stops being related reads as unrelated at once.
+	p = update(t, s, p, func(p *careplanv1.CarePlan) { p.Team, p.Activities = p.Team[:1], nil })
+	if policy.Related(p, fixture.CouncilOrg) {
+		t.Fatal("fixture: council still related after the change")
+	}
+	if sp, err := s.GetStored(ctx, nhs, fixture.CouncilOrg); err != nil || sp.Facts.Related {
+		t.Fatalf("GetStored(council) after removal: %+v, %v; want unrelated", sp, err)
 	}
 }
 
