@@ -35,6 +35,17 @@ type result struct {
 	FirstErr error
 	Elapsed  time.Duration
 	Latency  *histogram
+	// CPU is the server process's CPU time over the phase, when HasCPU.
+	CPU    time.Duration
+	HasCPU bool
+}
+
+// CPUPerOp is the server's CPU time per successful operation, or 0.
+func (r *result) CPUPerOp() time.Duration {
+	if !r.HasCPU || r.Ops == 0 {
+		return 0
+	}
+	return r.CPU / time.Duration(r.Ops)
 }
 
 // PerSec is successful operations per second of wall time.
@@ -54,6 +65,8 @@ func (r *result) add(o *result) {
 	}
 	r.Elapsed += o.Elapsed
 	r.Latency.merge(o.Latency)
+	r.CPU += o.CPU
+	r.HasCPU = o.HasCPU
 }
 
 // drive runs op from p.Callers goroutines until the phase's bounds are hit.

@@ -152,12 +152,12 @@ func (r *report) print(w io.Writer, total time.Duration) {
 
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tphase\tcallers\tops\terrors\tops/s\tp50 ms\tp99 ms\tmax ms")
+	fmt.Fprintln(tw, "server\tphase\tcallers\tops\terrors\tops/s\tp50 ms\tp99 ms\tmax ms\tserver CPU/op")
 	var firstErrs []string
 	for _, p := range r.phases {
 		res := p.res
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\n", p.server, res.Name, res.Callers, res.Ops, res.Errors, res.PerSec(),
-			ms(res.Latency.Percentile(0.5)), ms(res.Latency.Percentile(0.99)), ms(res.Latency.Max()))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\n", p.server, res.Name, res.Callers, res.Ops, res.Errors, res.PerSec(),
+			ms(res.Latency.Percentile(0.5)), ms(res.Latency.Percentile(0.99)), ms(res.Latency.Max()), cpuPerOp(res))
 		if res.FirstErr != nil {
 			firstErrs = append(firstErrs, fmt.Sprintf("%s %s: first error: %v", p.server, res.Name, res.FirstErr))
 		}
@@ -293,6 +293,16 @@ func perSec(r *result) string { return fmt.Sprintf("%.0f/s", r.PerSec()) }
 func seconds(d time.Duration) float64 { return d.Seconds() }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
+
+// cpuPerOp is the server process's CPU time per operation, in µs: a
+// steadier measure than ops/s on a shared machine, since it does not count
+// time spent waiting for the CPU.
+func cpuPerOp(r *result) string {
+	if d := r.CPUPerOp(); d > 0 {
+		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	}
+	return "-"
+}
 
 func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }
 

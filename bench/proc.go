@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"bufio"
 	"context"
 	"errors"
@@ -46,6 +47,9 @@ type target interface {
 	// Mem reads the memory of the process serving (which is the bench
 	// process itself for an in-process server).
 	Mem() (memInfo, error)
+	// CPU is the CPU time (user and system) the server process has used so
+	// far; ok is false when it cannot be told apart from the bench's own.
+	CPU() (d time.Duration, ok bool)
 	// Stop shuts the server down gracefully and reports whether it exited
 	// cleanly (exit status 0 for a process).
 	Stop() error
@@ -97,6 +101,10 @@ func startProc(ctx context.Context, name, bin string, args []string, addr, logPa
 func (p *proc) Addr() string           { return p.addr }
 func (p *proc) StartUp() time.Duration { return p.startUp }
 func (p *proc) Mem() (memInfo, error)  { return readMem(p.cmd.Process.Pid) }
+func (p *proc) CPU() (time.Duration, bool) {
+	d, err := readCPU(p.cmd.Process.Pid)
+	return d, err == nil
+}
 
 // Stop sends SIGTERM and requires exit status 0 within stopTimeout, which is
 // what the server promises (drain, close the store, exit 0).
@@ -219,6 +227,9 @@ func (p *inProc) Addr() string           { return p.addr }
 func (p *inProc) StartUp() time.Duration { return p.startUp }
 func (p *inProc) Mem() (memInfo, error)  { return readMem(os.Getpid()) }
 
+// CPU is not told: the bench process also runs the clients.
+func (p *inProc) CPU() (time.Duration, bool) { return 0, false }
+
 func (p *inProc) Stop() error {
 	p.srv.Shutdown(15 * time.Second)
 	err := p.st.Close()
@@ -255,6 +266,38 @@ func readMem(pid int) (memInfo, error) {
 		}
 	}
 	return m, sc.Err()
+}
+
+// clockTick is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every
+// Linux architecture Go supports.
+const clockTick = 10 * time.Millisecond
+
+// readCPU returns utime+stime from /proc/<pid>/stat, which counts every
+// thread of the process.
+func readCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields follow the command name, which is in parentheses and may hold
+	// spaces; utime and stime are the 14th and 15th fields of the line.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * clockTick, nil
 }
 
 // freeLoopbackAddr returns a loopback address with a port that was free a

@@ -192,17 +192,17 @@ func (b *bench) measureAll(ctx context.Context) error {
 		}
 	}
 	readArms := []arm{
-		{srvBare, phGetBase, reads, getOp(bareC, nhsTok, baseOrder), ""},
-		{srvCareplan, phGetBase, reads, getOp(baseC, nhsTok, baseOrder), "reads"},
-		{srvCareplan, phGetLarge, reads, getOp(largeC, nhsTok, largeOrder), ""},
+		{srvBare, phGetBase, reads, getOp(bareC, nhsTok, baseOrder), "", bare},
+		{srvCareplan, phGetBase, reads, getOp(baseC, nhsTok, baseOrder), "reads", base},
+		{srvCareplan, phGetLarge, reads, getOp(largeC, nhsTok, largeOrder), "", large},
 	}
 	if pgC != nil {
-		readArms = append(readArms, arm{srvPG, phGetBase, reads, getOp(pgC, nhsTok, baseOrder), ""})
+		readArms = append(readArms, arm{srvPG, phGetBase, reads, getOp(pgC, nhsTok, baseOrder), "", nil})
 	}
 	b.compare(ctx, readArms...)
 	b.compare(ctx,
-		arm{srvBare, phList, lists, listOp(bareC, councilTok, lists), ""},
-		arm{srvCareplan, phList, lists, listOp(largeC, councilTok, lists), ""})
+		arm{srvBare, phList, lists, listOp(bareC, councilTok, lists), "", bare},
+		arm{srvCareplan, phList, lists, listOp(largeC, councilTok, lists), "", large})
 	if b.rep.largeMem, err = large.Mem(); err != nil {
 		return err
 	}
@@ -221,18 +221,18 @@ func (b *bench) measureAll(ctx context.Context) error {
 	many := newWriters(baseC, nhsTok, cfg.planBytes, &nextNHS, cfg.writeCallers)
 	one := newWriters(baseC, nhsTok, cfg.planBytes, &nextNHS, 1)
 	writeArms := []arm{
-		{srvRaw, phRawBatch, cfg.writeCallers, raw.batchPut, ""},
-		{srvCareplan, phWrite, cfg.writeCallers, many.op, "writes"},
+		{srvRaw, phRawBatch, cfg.writeCallers, raw.batchPut, "", nil},
+		{srvCareplan, phWrite, cfg.writeCallers, many.op, "writes", base},
 	}
 	var pgMany *writers
 	if pgC != nil {
 		pgMany = newWriters(pgC, nhsTok, cfg.planBytes, &nextNHS, cfg.writeCallers)
-		writeArms = append(writeArms, arm{srvPG, phWrite, cfg.writeCallers, pgMany.op, ""})
+		writeArms = append(writeArms, arm{srvPG, phWrite, cfg.writeCallers, pgMany.op, "", nil})
 	}
 	b.compare(ctx, writeArms...)
 	b.compare(ctx,
-		arm{srvRaw, phRawUpdate, 1, raw.updatePut, ""},
-		arm{srvCareplan, phWriteOne, 1, one.op, ""})
+		arm{srvRaw, phRawUpdate, 1, raw.updatePut, "", nil},
+		arm{srvCareplan, phWriteOne, 1, one.op, "", base})
 
 	acked := many.all()
 	for k, v := range one.all() {
@@ -264,6 +264,7 @@ type arm struct {
 	callers      int
 	op           opFunc
 	profile      string // profile file tag for a careplan phase; "" for none
+	srv          target // the server process, for its CPU time; nil for none
 }
 
 // compare measures arms in alternating slices: each arm warms up once, then
@@ -284,7 +285,10 @@ func (b *bench) compare(ctx context.Context, arms ...arm) {
 		for i, a := range arms {
 			var r *result
 			err := b.rep.prof.around(a.profile, func() {
+				cpu0, ok0 := cpuOf(a.srv)
 				r = drive(ctx, phase{Name: a.name, Callers: a.callers, Duration: slice}, a.op)
+				cpu1, ok1 := cpuOf(a.srv)
+				r.CPU, r.HasCPU = cpu1-cpu0, ok0 && ok1
 			})
 			if err != nil {
 				b.rep.failures = append(b.rep.failures, fmt.Sprintf("profile %s: %v", a.profile, err))
@@ -295,8 +299,15 @@ func (b *bench) compare(ctx context.Context, arms ...arm) {
 	for i, a := range arms {
 		r := totals[i]
 		b.rep.phases = append(b.rep.phases, phaseRow{server: a.server, res: r})
-		fmt.Fprintf(os.Stderr, "  %-14s %-28s %8.0f/s  p99 %s ms\n", a.server, a.name, r.PerSec(), ms(r.Latency.Percentile(0.99)))
+		fmt.Fprintf(os.Stderr, "  %-14s %-28s %8.0f/s  p99 %s ms  server CPU %s\n", a.server, a.name, r.PerSec(), ms(r.Latency.Percentile(0.99)), cpuPerOp(r))
 	}
+}
+
+func cpuOf(t target) (time.Duration, bool) {
+	if t == nil {
+		return 0, false
+	}
+	return t.CPU()
 }
 
 func (b *bench) load(ctx context.Context, path string, nhs []string, withCouncil int) (*loadReport, error) {
