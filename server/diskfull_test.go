@@ -46,7 +46,9 @@ func TestFullDisk(t *testing.T) {
 	}
 	s := testserver.StartWith(t, testserver.Settings{
 		Path:  filepath.Join(disk, "careplan.db"),
-		Store: boltstore.Options{ProbeInterval: 50 * time.Millisecond},
+		// A small audit journal: the default (4 MiB) would not fit beside
+		// the ballast.
+		Store: boltstore.Options{ProbeInterval: 50 * time.Millisecond, JournalBytes: 256 << 10},
 	})
 	e := &env{Server: s, t: t, plans: careplanv1.NewCarePlanServiceClient(s.Conn)}
 	health := healthpb.NewHealthClient(s.Conn)

@@ -62,24 +62,21 @@ func indexAuditTx(idx *bolt.Bucket, nhs string, seq uint64) error {
 	return idx.Put(auditByNHSKey(nhs, seq), nil)
 }
 
-// AppendAudit implements store.Store.
+// AppendAudit implements store.Store. The events change no plan, so they
+// usually go to the audit journal (see journal.go).
 func (s *Store) AppendAudit(ctx context.Context, events ...*careplanv1.AuditEvent) error {
-	return s.commit(ctx, func(tx *bolt.Tx) error {
-		for _, ev := range events {
-			if err := appendAuditTx(tx, ev, nil); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return s.queue(&op{ctx: ctx, events: events, done: make(chan error, 1)})
 }
 
 // ListAudit implements store.Store.
-func (s *Store) ListAudit(_ context.Context, q store.AuditQuery) ([]*careplanv1.AuditEvent, int64, error) {
+func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]*careplanv1.AuditEvent, int64, error) {
 	var (
 		out  []*careplanv1.AuditEvent
 		next int64
 	)
+	if err := s.flushJournal(ctx); err != nil {
+		return nil, 0, err
+	}
 	err := s.view(func(tx *bolt.Tx) error {
 		out, next = nil, 0
 		events := tx.Bucket(bucketAudit)

@@ -14,6 +14,10 @@ import (
 // transaction: the snapshot is consistent and writers carry on (though a
 // write that must grow the file waits for the snapshot to finish).
 func (s *Store) Backup(ctx context.Context, w io.Writer, size func(int64)) (int64, error) {
+	// Every event acknowledged before the backup began is in it.
+	if err := s.flushJournal(ctx); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		size(tx.Size())

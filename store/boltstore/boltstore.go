@@ -33,6 +33,13 @@ type Options struct {
 	ProbeBytes int
 	// Observer, when set, hears of every commit (for metrics).
 	Observer CommitObserver
+	// JournalBytes is the size of the audit journal beside the data file
+	// (see journal.go). Default 4 MiB; negative commits every audit event
+	// to bbolt directly.
+	JournalBytes int64
+	// CheckpointEvents is how many journalled events trigger a checkpoint
+	// into bbolt. Default 2048.
+	CheckpointEvents int
 }
 
 // CommitObserver hears of each group commit: how many operations shared it,
@@ -66,6 +73,16 @@ type Store struct {
 	observer      CommitObserver
 	healthMu      sync.Mutex
 	onHealth      func(writable bool)
+
+	// The audit journal and what it holds that bbolt does not yet; chain is
+	// the end of the audit chain across both. The commit loop owns them
+	// (Open and Close too, while it is not running); journaled counts
+	// pending for other goroutines.
+	journal          *journal
+	pending          []journalRecord
+	chain            chainState
+	journaled        atomic.Int64
+	checkpointEvents int
 }
 
 var _ store.Store = (*Store)(nil)
@@ -84,6 +101,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.ProbeBytes <= 0 {
 		opts.ProbeBytes = 1 << 20
 	}
+	if opts.JournalBytes == 0 {
+		opts.JournalBytes = 4 << 20
+	}
+	if opts.CheckpointEvents <= 0 {
+		opts.CheckpointEvents = 2048
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -94,30 +117,50 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	s := &Store{
+		db:               db,
+		maxBatch:         opts.MaxBatch,
+		ops:              make(chan *op),
+		closing:          make(chan struct{}),
+		stopped:          make(chan struct{}),
+		checkpointEvents: opts.CheckpointEvents,
+	}
 	var rev uint64
 	err = db.Update(func(tx *bolt.Tx) error {
 		if err := initSchemaTx(tx); err != nil {
 			return err
 		}
 		rev = tx.Bucket(bucketRevisions).Sequence()
+		s.chain = chainOf(tx)
 		return nil
 	})
+	if err == nil {
+		err = s.recoverJournal(path + JournalSuffix)
+	}
+	if err == nil && opts.JournalBytes > 0 {
+		s.journal, err = openJournal(path+JournalSuffix, opts.JournalBytes)
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	s := &Store{
-		db:       db,
-		maxBatch: opts.MaxBatch,
-		ops:      make(chan *op),
-		closing:  make(chan struct{}),
-		stopped:  make(chan struct{}),
 	}
 	s.rev.Publish(int64(rev))
 	s.writable.Store(true)
 	s.probeInterval, s.probeBytes, s.observer = opts.ProbeInterval, opts.ProbeBytes, opts.Observer
 	go s.commitLoop()
 	return s, nil
+}
+
+// recoverJournal checkpoints the events a crash left in the journal.
+func (s *Store) recoverJournal(path string) error {
+	recs, err := readJournal(path)
+	if err != nil {
+		return err
+	}
+	if s.pending, err = after(recs, s.chain.seq, s.chain.head); err != nil {
+		return err
+	}
+	return s.checkpoint()
 }
 
 // FileSize is the size of the data file in bytes (it never shrinks).
@@ -140,7 +183,12 @@ func (s *Store) Close() error {
 	s.closeMu.Do(func() {
 		close(s.closing)
 		<-s.stopped
-		err = s.db.Close()
+		// The loop has stopped, so its state is this goroutine's now.
+		err = s.checkpoint()
+		if s.journal != nil {
+			err = errors.Join(err, s.journal.Close())
+		}
+		err = errors.Join(err, s.db.Close())
 	})
 	return err
 }

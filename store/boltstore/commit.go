@@ -1,12 +1,15 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 	"github.com/careplan/careplan/store"
 )
 
@@ -18,9 +21,12 @@ import (
 type txFunc func(tx *bolt.Tx) error
 
 type op struct {
-	ctx  context.Context
-	fn   txFunc
-	done chan error
+	ctx context.Context
+	// fn is a bbolt write; nil for an op that only records audit events,
+	// which may go to the journal instead.
+	fn     txFunc
+	events []*careplanv1.AuditEvent
+	done   chan error
 }
 
 // errClosed is returned to operations queued when the store closes.
@@ -30,7 +36,11 @@ var errClosed = fmt.Errorf("%w: store is closed", store.ErrUnavailable)
 // durable (or has failed). Operations that wait together commit together, so
 // n concurrent writers pay for about one fsync, not n.
 func (s *Store) commit(ctx context.Context, fn txFunc) error {
-	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return s.queue(&op{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+func (s *Store) queue(o *op) error {
+	ctx := o.ctx
 	select {
 	case s.ops <- o:
 	case <-ctx.Done():
@@ -80,15 +90,26 @@ func (s *Store) commitLoop() {
 	}
 }
 
-// runBatch commits batch in one transaction. If the transaction fails, each
-// operation is retried alone so that one failing operation cannot fail the
-// others (as bolt.DB.Batch does).
+// runBatch commits batch: to the journal when it only records events, else
+// in one bbolt transaction. If the transaction fails, each operation is
+// retried alone so that one failing operation cannot fail the others (as
+// bolt.DB.Batch does).
 func (s *Store) runBatch(batch []*op) {
+	if s.journal != nil && eventsOnly(batch) && s.journalBatch(batch) {
+		return
+	}
 	results := make([]error, len(batch))
 	s.txRev = 0
-	var diskTime time.Duration
+	var (
+		diskTime time.Duration
+		chain    chainState
+	)
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		s.txRev = 0
+		// Journalled events come first: they are older than any here.
+		if err := s.checkpointTx(tx); err != nil {
+			return err
+		}
 		// After the commit, the transaction's stats hold the time spent
 		// writing pages and fsyncing.
 		tx.OnCommit(func() {
@@ -101,12 +122,13 @@ func (s *Store) runBatch(batch []*op) {
 				results[i] = err
 				continue
 			}
-			err := o.fn(tx)
+			err := o.run(tx)
 			if err != nil && !store.IsRefusal(err) {
 				return err
 			}
 			results[i] = err
 		}
+		chain = chainOf(tx)
 		return nil
 	})
 	if s.observer != nil {
@@ -123,6 +145,7 @@ func (s *Store) runBatch(batch []*op) {
 		batch[0].done <- fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 		return
 	}
+	s.checkpointed(chain)
 	// A successful commit does not mark the store writable again: on a
 	// nearly full disk small writes succeed while real ones fail. Only the
 	// probe, a write as large as any request, does.
@@ -132,6 +155,172 @@ func (s *Store) runBatch(batch []*op) {
 	for i, o := range batch {
 		o.done <- results[i]
 	}
+}
+
+// run applies o in tx.
+func (o *op) run(tx *bolt.Tx) error {
+	if o.fn != nil {
+		return o.fn(tx)
+	}
+	for _, ev := range o.events {
+		if err := appendAuditTx(tx, ev, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func eventsOnly(batch []*op) bool {
+	for _, o := range batch {
+		if o.fn != nil {
+			return false
+		}
+	}
+	return len(batch) > 0
+}
+
+// chainState is the end of the audit chain: the last sequence and the hash
+// of that event. The commit loop owns Store.chain.
+type chainState struct {
+	seq  uint64
+	head []byte
+}
+
+func chainOf(tx *bolt.Tx) chainState {
+	return chainState{seq: tx.Bucket(bucketAudit).Sequence(), head: bytes.Clone(tx.Bucket(bucketMeta).Get(keyAuditHead))}
+}
+
+// journalBatch makes the events of batch durable in the journal with one
+// write and one fdatasync. It reports false, having changed nothing, when
+// they would not fit even in an empty journal; the caller then commits
+// them to bbolt.
+func (s *Store) journalBatch(batch []*op) bool {
+	results := make([]error, len(batch))
+	chain := s.chain
+	buf := s.journal.buf[:0]
+	recs := make([]journalRecord, 0, len(batch))
+	for i, o := range batch {
+		// Nothing is recorded for a caller whose deadline has passed.
+		if err := o.ctx.Err(); err != nil {
+			results[i] = err
+			continue
+		}
+		for _, ev := range o.events {
+			chain.seq++
+			ev.Sequence, ev.PrevHash = int64(chain.seq), chain.head
+			body, err := store.MarshalAudit(ev)
+			if err != nil {
+				return false // the bbolt path reports it, op by op
+			}
+			sum := sha256.Sum256(body)
+			recs = append(recs, journalRecord{seq: chain.seq, body: body, nhs: ev.GetNhsNumber()})
+			chain.head = sum[:]
+			buf = appendRecord(buf, body)
+		}
+	}
+	if len(recs) == 0 {
+		for i, o := range batch {
+			o.done <- results[i]
+		}
+		return true
+	}
+	if int64(len(buf)) > s.journal.size {
+		return false
+	}
+	s.journal.buf = buf
+	var err error
+	if !s.journal.fits(len(buf)) {
+		err = s.checkpoint()
+	}
+	start := time.Now()
+	if err == nil {
+		err = s.journal.write(buf)
+	}
+	if s.observer != nil {
+		s.observer.ObserveCommit(len(batch), time.Since(start), err)
+	}
+	if err != nil {
+		s.setWritable(false)
+		for _, o := range batch {
+			o.done <- fmt.Errorf("%w: audit journal: %v", store.ErrUnavailable, err)
+		}
+		return true
+	}
+	s.journal.off += int64(len(buf))
+	s.pending = append(s.pending, recs...)
+	s.journaled.Store(int64(len(s.pending)))
+	s.chain = chain
+	for i, o := range batch {
+		o.done <- results[i]
+	}
+	if len(s.pending) >= s.checkpointEvents {
+		// A failure here leaves the events journalled, safe; the next bbolt
+		// transaction tries again.
+		_ = s.checkpoint()
+	}
+	return true
+}
+
+// checkpointTx moves the journalled events into bbolt.
+func (s *Store) checkpointTx(tx *bolt.Tx) error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	audit, idx := tx.Bucket(bucketAudit), tx.Bucket(bucketAuditByNHS)
+	for _, r := range s.pending {
+		if err := audit.Put(u64(r.seq), r.body); err != nil {
+			return err
+		}
+		if err := indexAuditTx(idx, r.nhs, r.seq); err != nil {
+			return err
+		}
+	}
+	last := s.pending[len(s.pending)-1]
+	if err := audit.SetSequence(last.seq); err != nil {
+		return err
+	}
+	head := sha256.Sum256(last.body)
+	return tx.Bucket(bucketMeta).Put(keyAuditHead, head[:])
+}
+
+// checkpoint commits the journalled events to bbolt on their own.
+func (s *Store) checkpoint() error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	var chain chainState
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.checkpointTx(tx); err != nil {
+			return err
+		}
+		chain = chainOf(tx)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.checkpointed(chain)
+	return nil
+}
+
+// checkpointed records a committed bbolt transaction, which took every
+// journalled event: the journal starts again from its beginning.
+func (s *Store) checkpointed(chain chainState) {
+	s.chain = chain
+	s.pending = s.pending[:0]
+	s.journaled.Store(0)
+	if s.journal != nil {
+		s.journal.off = 0
+	}
+}
+
+// flushJournal checkpoints journalled events before the audit log is read,
+// so that a reader sees every event already acknowledged.
+func (s *Store) flushJournal(ctx context.Context) error {
+	if s.journaled.Load() == 0 {
+		return nil
+	}
+	return s.commit(ctx, func(*bolt.Tx) error { return nil })
 }
 
 // probe commits a write as large as the largest request, then frees it: a

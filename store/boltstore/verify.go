@@ -15,8 +15,9 @@ import (
 
 // VerifyAudit walks the audit hash chain of the store file at path, offline
 // (it needs the file lock, so the server must be stopped, or point it at a
-// backup). It returns how many events it checked; the error names the first
-// broken link.
+// backup), then on through any events a crash left in the audit journal
+// beside it. It returns how many events it checked; the error names the
+// first broken link.
 func VerifyAudit(path string) (int64, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
@@ -47,5 +48,21 @@ func VerifyAudit(path string) (int64, error) {
 		}
 		return nil
 	})
+	if err != nil {
+		return v.Count, err
+	}
+	recs, err := readJournal(path + JournalSuffix)
+	if err == nil {
+		recs, err = after(recs, uint64(v.Count), v.Head())
+	}
+	for _, r := range recs {
+		if err != nil {
+			break
+		}
+		ev := &careplanv1.AuditEvent{}
+		if err = proto.Unmarshal(r.body, ev); err == nil {
+			err = v.NextStored(ev, r.body)
+		}
+	}
 	return v.Count, err
 }

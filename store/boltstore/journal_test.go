@@ -1,0 +1,225 @@
+package boltstore_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/careplan/careplan/internal/fixture"
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
+	"github.com/careplan/careplan/store"
+	"github.com/careplan/careplan/store/boltstore"
+)
+
+func readEvent(i int) *careplanv1.AuditEvent {
+	return &careplanv1.AuditEvent{Subject: "nurse-1", OrgCode: fixture.TrustOrg, Method: "/careplan.v1.CarePlanService/GetCarePlan",
+		NhsNumber: fixture.NHSNumber(i % 5), Outcome: "OK"}
+}
+
+func appendReads(t *testing.T, s store.Store, from, n int) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		if err := s.AppendAudit(context.Background(), readEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// crashImage copies the data file and the journal of an open store, as a
+// crash would leave them: no checkpoint, no close. Journalled events touch
+// only the journal, and the copy is taken between commits.
+func crashImage(t *testing.T, path string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "crashed.db")
+	for _, suffix := range []string{"", boltstore.JournalSuffix} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// auditSequences lists every event's sequence through ListAudit.
+func auditSequences(t *testing.T, s store.Store) []int64 {
+	t.Helper()
+	var seqs []int64
+	for _, ev := range allEvents(t, s, "") {
+		seqs = append(seqs, ev.GetSequence())
+	}
+	return seqs
+}
+
+func allEvents(t *testing.T, s store.Store, nhs string) []*careplanv1.AuditEvent {
+	t.Helper()
+	var out []*careplanv1.AuditEvent
+	q := store.AuditQuery{NhsNumber: nhs, Limit: 100}
+	for {
+		evs, next, err := s.ListAudit(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, evs...)
+		if next == 0 {
+			return out
+		}
+		q.AfterSequence = next
+	}
+}
+
+func wantSequences(t *testing.T, got []int64, n int) {
+	t.Helper()
+	if len(got) != n {
+		t.Fatalf("%d events, want %d", len(got), n)
+	}
+	for i, seq := range got {
+		if seq != int64(i+1) {
+			t.Fatalf("event %d has sequence %d", i, seq)
+		}
+	}
+}
+
+func TestJournalSurvivesCrash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "careplan.db")
+	s := open(t, path)
+	// One event in bbolt, with a plan write.
+	actor := &careplanv1.Actor{Subject: "nurse-1", OrgCode: fixture.TrustOrg}
+	if _, err := s.Create(context.Background(), store.Write{Plan: fixture.Plan(fixture.NHSNumber(0)), Actor: actor, Audit: readEvent(0)}); err != nil {
+		t.Fatal(err)
+	}
+	appendReads(t, s, 0, 30)           // thirty in the journal only
+	img := crashImage(t, path)
+
+	// Offline, the chain runs on through the journal.
+	if n, err := boltstore.VerifyAudit(img); err != nil || n != 31 {
+		t.Fatalf("VerifyAudit of the crash image: %d events, %v; want 31", n, err)
+	}
+	c := open(t, img)
+	wantSequences(t, auditSequences(t, c), 31)
+	// The per-plan index holds replayed events too.
+	if got := len(allEvents(t, c, fixture.NHSNumber(1))); got != 6 {
+		t.Fatalf("events for one plan: %d, want 6", got)
+	}
+	// The store carries on the chain after the replay.
+	appendReads(t, c, 30, 5)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := boltstore.VerifyAudit(img); err != nil || n != 36 {
+		t.Fatalf("VerifyAudit after reopening: %d events, %v; want 36", n, err)
+	}
+}
+
+func TestJournalTornRecord(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "careplan.db")
+	s := open(t, path)
+	appendReads(t, s, 0, 10)
+	img := crashImage(t, path)
+	// Cut the last record short, as a crash during its write would: it was
+	// never acknowledged, so it is dropped and nothing else is.
+	b, err := os.ReadFile(img + boltstore.JournalSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := strings.LastIndex(string(b), fixture.NHSNumber(9%5))
+	b[end] ^= 0xff
+	if err := os.WriteFile(img+boltstore.JournalSuffix, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, img)
+	wantSequences(t, auditSequences(t, c), 9)
+}
+
+func TestJournalRewindLeavesOldRecordsUnread(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "careplan.db")
+	s := open(t, path)
+	appendReads(t, s, 0, 40)
+	auditSequences(t, s) // reading the log checkpoints; the journal rewinds
+	appendReads(t, s, 40, 3)
+	img := crashImage(t, path)
+	if n, err := boltstore.VerifyAudit(img); err != nil || n != 43 {
+		t.Fatalf("VerifyAudit: %d events, %v; want 43", n, err)
+	}
+	wantSequences(t, auditSequences(t, open(t, img)), 43)
+}
+
+func TestJournalFullCheckpoints(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "careplan.db")
+	s, err := boltstore.Open(path, boltstore.Options{JournalBytes: 2048, CheckpointEvents: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendReads(t, s, 0, 100) // about 150 bytes each: many times the journal
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := boltstore.VerifyAudit(path); err != nil || n != 100 {
+		t.Fatalf("VerifyAudit: %d events, %v; want 100", n, err)
+	}
+	if fi, err := os.Stat(path + boltstore.JournalSuffix); err != nil || fi.Size() != 2048 {
+		t.Fatalf("journal: %v, %v; want 2048 bytes", fi, err)
+	}
+}
+
+func TestJournalFromAnotherChainRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "careplan.db")
+	s := open(t, path)
+	appendReads(t, s, 0, 3)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	backup := crashImage(t, path) // all 3 events in bbolt, journal rewound
+
+	s = open(t, path)
+	appendReads(t, s, 3, 2)
+	newer := crashImage(t, path) // 2 events only in the journal
+	_ = s.Close()
+
+	// A restore that keeps the newer journal beside an older data file:
+	// the journal continues the chain, so it is replayed.
+	if err := os.Rename(newer+boltstore.JournalSuffix, backup+boltstore.JournalSuffix); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, backup)
+	wantSequences(t, auditSequences(t, c), 5)
+	_ = c.Close()
+
+	// A journal from another store does not continue the chain: refused.
+	other := filepath.Join(t.TempDir(), "other.db")
+	o := open(t, other)
+	for i := range 7 {
+		ev := readEvent(i)
+		ev.Subject = "someone-else" // events unlike the first store's
+		if err := o.AppendAudit(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := crashImage(t, other)
+	_ = o.Close()
+	if err := os.Rename(img+boltstore.JournalSuffix, backup+boltstore.JournalSuffix); err != nil {
+		t.Fatal(err)
+	}
+	_, err := boltstore.Open(backup, boltstore.Options{})
+	if err == nil || !strings.Contains(err.Error(), "does not continue the audit chain") {
+		t.Fatalf("Open with a foreign journal: %v", err)
+	}
+}
+
+func TestNoJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "careplan.db")
+	s, err := boltstore.Open(path, boltstore.Options{JournalBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendReads(t, s, 0, 5)
+	wantSequences(t, auditSequences(t, s), 5)
+	_ = s.Close()
+	if _, err := os.Stat(path + boltstore.JournalSuffix); !os.IsNotExist(err) {
+		t.Fatalf("journal file with JournalBytes -1: %v", err)
+	}
+}
