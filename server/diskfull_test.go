@@ -45,7 +45,7 @@ func TestFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := testserver.StartWith(t, testserver.Settings{
-		Path:  filepath.Join(disk, "careplan.db"),
+		Path: filepath.Join(disk, "careplan.db"),
 		// A small audit journal: the default (4 MiB) would not fit beside
 		// the ballast.
 		Store: boltstore.Options{ProbeInterval: 50 * time.Millisecond, JournalBytes: 256 << 10},

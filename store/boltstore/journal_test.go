@@ -92,7 +92,7 @@ func TestJournalSurvivesCrash(t *testing.T) {
 	if _, err := s.Create(context.Background(), store.Write{Plan: fixture.Plan(fixture.NHSNumber(0)), Actor: actor, Audit: readEvent(0)}); err != nil {
 		t.Fatal(err)
 	}
-	appendReads(t, s, 0, 30)           // thirty in the journal only
+	appendReads(t, s, 0, 30) // thirty in the journal only
 	img := crashImage(t, path)
 
 	// Offline, the chain runs on through the journal.
