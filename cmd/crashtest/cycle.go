@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/careplan/careplan/store/boltstore"
 )
 
 // maxLostShown bounds the lost writes listed in an error.
@@ -24,8 +26,10 @@ func (h *harness) cycle(ctx context.Context, n int, sum *summary) error {
 		sig = sigterm
 	}
 	runFor := h.cfg.MinRun + time.Duration(h.rng.Int64N(int64(h.cfg.MaxRun-h.cfg.MinRun)+1))
-	acked, unknown, took, err := h.load(ctx, sig, runFor)
+	acked, unknown, reads, took, err := h.load(ctx, sig, runFor)
 	h.acked = append(h.acked, acked...)
+	h.reads += reads
+	sum.Reads += reads
 	sum.Acked += len(acked)
 	sum.Unknown += len(unknown)
 	sum.Cycles++
@@ -41,6 +45,16 @@ func (h *harness) cycle(ctx context.Context, n int, sum *summary) error {
 	if err := checkBolt(h.data); err != nil {
 		sum.CheckFailed = true
 		return fmt.Errorf("tx.Check after %s: %w", signalName(sig), err)
+	}
+	// Every answered call left an audit event, in the data file or in the
+	// audit journal beside it; the chain must run unbroken through both.
+	events, err := boltstore.VerifyAudit(h.data)
+	if err != nil {
+		return fmt.Errorf("audit chain after %s: %w", signalName(sig), err)
+	}
+	if want := int64(len(h.acked) + h.reads); events < want {
+		sum.Lost += int(want - events)
+		return fmt.Errorf("%w: %d audit events after %s, fewer than the %d acknowledged writes and answered reads", errLost, events, signalName(sig), want)
 	}
 	if err := h.restart(ctx); err != nil {
 		return fmt.Errorf("restart after %s: %w", signalName(sig), err)
@@ -60,8 +74,8 @@ func (h *harness) cycle(ctx context.Context, n int, sum *summary) error {
 	if sig == sigterm {
 		how += fmt.Sprintf(" (exit 0 in %v)", took.Round(time.Millisecond))
 	}
-	fmt.Fprintf(h.cfg.Out, "cycle %d/%d: %s: acknowledged %d (total %d), unknown %d (landed %d), lost %d, tx.Check ok\n",
-		n, h.cfg.Cycles, how, len(acked), len(h.acked), len(unknown), v.landed, len(v.lost))
+	fmt.Fprintf(h.cfg.Out, "cycle %d/%d: %s: acknowledged %d (total %d), unknown %d (landed %d), lost %d, reads %d (total %d, %d audit events), tx.Check ok\n",
+		n, h.cfg.Cycles, how, len(acked), len(h.acked), len(unknown), v.landed, len(v.lost), reads, h.reads, events)
 	if len(v.lost) > 0 {
 		shown := v.lost[:min(len(v.lost), maxLostShown)]
 		return fmt.Errorf("%w: %d of %d after %s:\n  %s", errLost, len(v.lost), len(h.acked), signalName(sig), strings.Join(shown, "\n  "))
@@ -72,10 +86,10 @@ func (h *harness) cycle(ctx context.Context, n int, sum *summary) error {
 // load runs every writer against the server for runFor, then stops the
 // server with sig while they are still writing. It returns the writes
 // acknowledged before the stop and those left in doubt by it.
-func (h *harness) load(ctx context.Context, sig syscall.Signal, runFor time.Duration) (acked, unknown []write, took time.Duration, err error) {
+func (h *harness) load(ctx context.Context, sig syscall.Signal, runFor time.Duration) (acked, unknown []write, reads int, took time.Duration, err error) {
 	cl, err := h.dial(ctx)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, 0, err
 	}
 	defer cl.Close()
 	wctx, cancel := context.WithCancel(ctx)
@@ -84,6 +98,10 @@ func (h *harness) load(ctx context.Context, sig syscall.Signal, runFor time.Dura
 	var wg sync.WaitGroup
 	for i, w := range h.writers {
 		wg.Go(func() { results[i] = w.run(wctx, cl) })
+	}
+	answered := make([]int, readers)
+	for i := range readers {
+		wg.Go(func() { answered[i] = readPlans(wctx, cl, i, len(h.writers)*plansPerWriter) })
 	}
 	select {
 	case <-time.After(runFor):
@@ -101,7 +119,10 @@ func (h *harness) load(ctx context.Context, sig syscall.Signal, runFor time.Dura
 		unknown = append(unknown, r.unknown...)
 		errs = append(errs, r.err)
 	}
-	return acked, unknown, took, errors.Join(append(errs, err, ctx.Err())...)
+	for _, n := range answered {
+		reads += n
+	}
+	return acked, unknown, reads, took, errors.Join(append(errs, err, ctx.Err())...)
 }
 
 // stop sends sig to the running server and checks how it ended: killed by

@@ -63,6 +63,7 @@ type summary struct {
 	Lost                       int // acknowledged writes missing after a restart
 	Unknown                    int // writes in flight when the server went down
 	Landed                     int // unknown writes that turned out stored
+	Reads                      int // answered reads, each with an audit event
 	CheckFailed                bool
 	Dir                        string // the kept working directory, after a failure
 }
@@ -72,8 +73,8 @@ func (s summary) String() string {
 	if s.CheckFailed {
 		check = "FAILED"
 	}
-	return fmt.Sprintf("cycles: %d (sigkill %d, sigterm %d), acknowledged writes: %d, lost writes: %d, unknown (in flight at kill): %d, tx.Check: %s",
-		s.Cycles, s.SigKills, s.SigTerms, s.Acked, s.Lost, s.Unknown, check)
+	return fmt.Sprintf("cycles: %d (sigkill %d, sigterm %d), acknowledged writes: %d, lost writes: %d, unknown (in flight at kill): %d, answered reads: %d, tx.Check: %s",
+		s.Cycles, s.SigKills, s.SigTerms, s.Acked, s.Lost, s.Unknown, s.Reads, check)
 }
 
 // harness is the state that carries from cycle to cycle.
@@ -85,6 +86,7 @@ type harness struct {
 	rng     *rand.Rand
 	writers []*writer
 	acked   []write // every acknowledged write so far
+	reads   int     // answered reads so far
 	token   string
 	srv     *serverProc // the running server, if any
 }
