@@ -124,17 +124,19 @@ func (s *carePlanService) ListCarePlans(ctx context.Context, req *careplanv1.Lis
 	}
 	// Every plan shown is a read of that plan, audited like a Get.
 	events := make([]*careplanv1.AuditEvent, 0, len(plans))
+	resp := &careplanv1.ListCarePlansResponse{CarePlans: make([]*careplanv1.CarePlan, 0, len(plans)), NextPageToken: encodePageToken(next, filter)}
 	for _, plan := range plans {
-		ev := newAuditEvent(ctx, p, careplanv1.CarePlanService_ListCarePlans_FullMethodName, plan.GetNhsNumber(), req)
-		ev.Outcome, ev.PlanVersion = outcome(nil), plan.GetVersion()
+		ev := newAuditEvent(ctx, p, careplanv1.CarePlanService_ListCarePlans_FullMethodName, plan.NhsNumber, req)
+		ev.Outcome, ev.PlanVersion = outcome(nil), plan.Version
 		events = append(events, ev)
+		resp.CarePlans = append(resp.CarePlans, encodedPlan(plan.Body))
 	}
 	if len(events) > 0 {
 		if err := appendAudit(ctx, s.store, events...); err != nil {
 			return nil, toStatus(err)
 		}
 	}
-	return &careplanv1.ListCarePlansResponse{CarePlans: plans, NextPageToken: encodePageToken(next, filter)}, nil
+	return resp, nil
 }
 
 func (s *carePlanService) ListCarePlanVersions(ctx context.Context, req *careplanv1.ListCarePlanVersionsRequest) (*careplanv1.ListCarePlanVersionsResponse, error) {

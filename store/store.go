@@ -141,8 +141,8 @@ type Store interface {
 	// ListPlans returns up to q.Limit current plans related to q.Org, and
 	// the NHS number to continue after ("" when there are no more). It may
 	// return fewer than q.Limit with a non-empty continuation when it
-	// stopped scanning early.
-	ListPlans(ctx context.Context, q PlanQuery) (plans []*careplanv1.CarePlan, next string, err error)
+	// stopped scanning early. Plans come as stored (see StoredPlan).
+	ListPlans(ctx context.Context, q PlanQuery) (plans []*StoredPlan, next string, err error)
 
 	// RecordAccess durably records a break-glass read.
 	RecordAccess(ctx context.Context, a Access) error

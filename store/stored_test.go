@@ -18,22 +18,27 @@ func TestNewStoredPlanReadsSharingObjection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sp, err := NewStoredPlan(body, 3, true)
+		p.Version = 3
+		body, err = proto.Marshal(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sp.Facts.SharingObjection != objection || !sp.Facts.Related || sp.Version != 3 {
-			t.Errorf("objection %v: got %+v", objection, sp.Facts)
+		sp, err := NewStoredPlan(body, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp.Facts.SharingObjection != objection || !sp.Facts.Related || sp.Version != 3 || sp.NhsNumber != p.GetNhsNumber() {
+			t.Errorf("objection %v: got %+v", objection, sp)
 		}
 	}
 	// A later occurrence wins, as in proto.Unmarshal.
 	body, _ := proto.Marshal(&careplanv1.CarePlan{SharingObjection: true})
-	body = protowire.AppendTag(body, sharingObjectionField, protowire.VarintType)
+	body = protowire.AppendTag(body, sharingObjection, protowire.VarintType)
 	body = protowire.AppendVarint(body, 0) // proto3 never writes a false itself
-	if sp, err := NewStoredPlan(body, 1, false); err != nil || sp.Facts.SharingObjection {
+	if sp, err := NewStoredPlan(body, false); err != nil || sp.Facts.SharingObjection {
 		t.Errorf("repeated field: %+v, %v; want the last (false)", sp, err)
 	}
-	if _, err := NewStoredPlan([]byte{0x0a, 0x05, 0x01}, 1, false); err == nil {
+	if _, err := NewStoredPlan([]byte{0x0a, 0x05, 0x01}, false); err == nil {
 		t.Error("truncated body: no error")
 	}
 }

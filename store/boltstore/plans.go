@@ -174,29 +174,28 @@ func (s *Store) Get(_ context.Context, nhs string) (*careplanv1.CarePlan, error)
 // GetStored implements store.Store. Related is one lookup in org_plans,
 // which every write keeps in step with the current version.
 func (s *Store) GetStored(_ context.Context, nhs, org string) (*store.StoredPlan, error) {
-	var (
-		body    []byte
-		version int64
-		related bool
-	)
+	var sp *store.StoredPlan
 	err := s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketPlans).Get([]byte(nhs))
-		if v == nil {
-			return store.ErrNotFound
-		}
-		version = int64(binary.BigEndian.Uint64(v))
-		b := tx.Bucket(bucketVersions).Get(versionKey(nhs, version))
-		if b == nil {
-			return fmt.Errorf("version %d of a plan is missing", version)
-		}
-		body = bytes.Clone(b) // b lives only as long as the transaction
-		related = org != "" && tx.Bucket(bucketOrgPlans).Get(orgPlanKey(strings.ToUpper(org), nhs)) != nil
-		return nil
+		related := org != "" && tx.Bucket(bucketOrgPlans).Get(orgPlanKey(strings.ToUpper(org), nhs)) != nil
+		var err error
+		sp, err = storedTx(tx, nhs, related)
+		return err
 	})
-	if err != nil {
-		return nil, err
+	return sp, err
+}
+
+// storedTx returns the current version of a plan as stored.
+func storedTx(tx *bolt.Tx, nhs string, related bool) (*store.StoredPlan, error) {
+	v := tx.Bucket(bucketPlans).Get([]byte(nhs))
+	if v == nil {
+		return nil, store.ErrNotFound
 	}
-	return store.NewStoredPlan(body, version, related)
+	version := binary.BigEndian.Uint64(v)
+	b := tx.Bucket(bucketVersions).Get(versionKey(nhs, int64(version)))
+	if b == nil {
+		return nil, fmt.Errorf("version %d of a plan is missing", version)
+	}
+	return store.NewStoredPlan(bytes.Clone(b), related) // b lives only as long as the transaction
 }
 
 // LookupRequest implements store.Store.
@@ -272,9 +271,9 @@ func (s *Store) ListVersions(_ context.Context, nhs string, after int64, limit i
 }
 
 // ListPlans implements store.Store.
-func (s *Store) ListPlans(_ context.Context, q store.PlanQuery) ([]*careplanv1.CarePlan, string, error) {
+func (s *Store) ListPlans(_ context.Context, q store.PlanQuery) ([]*store.StoredPlan, string, error) {
 	var (
-		out  []*careplanv1.CarePlan
+		out  []*store.StoredPlan
 		next string
 	)
 	err := s.view(func(tx *bolt.Tx) error {
@@ -301,7 +300,7 @@ func (s *Store) ListPlans(_ context.Context, q store.PlanQuery) ([]*careplanv1.C
 			if !matches(sum, q) {
 				continue
 			}
-			p, err := currentTx(tx, nhs)
+			p, err := storedTx(tx, nhs, true)
 			if err != nil {
 				return err
 			}

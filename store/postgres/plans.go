@@ -159,20 +159,19 @@ func (s *Store) Get(ctx context.Context, nhs string) (*careplanv1.CarePlan, erro
 func (s *Store) GetStored(ctx context.Context, nhs, org string) (*store.StoredPlan, error) {
 	var (
 		body    []byte
-		version int64
 		related bool
 	)
-	err := s.pool.QueryRow(ctx, `SELECT v.body, p.version,
+	err := s.pool.QueryRow(ctx, `SELECT v.body,
 		EXISTS (SELECT 1 FROM org_plans o WHERE o.org = upper($2) AND o.nhs = p.nhs)
 		FROM plans p JOIN versions v ON v.nhs = p.nhs AND v.version = p.version
-		WHERE p.nhs = $1`, nhs, org).Scan(&body, &version, &related)
+		WHERE p.nhs = $1`, nhs, org).Scan(&body, &related)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, store.ErrNotFound
 	}
 	if err != nil {
 		return nil, s.mapErr(ctx, err)
 	}
-	return store.NewStoredPlan(body, version, related && org != "")
+	return store.NewStoredPlan(body, related && org != "")
 }
 
 // LookupRequest implements store.Store.
@@ -257,14 +256,14 @@ ORDER BY h.nhs`
 
 // ListPlans implements store.Store. It is one statement, so it reads one
 // snapshot.
-func (s *Store) ListPlans(ctx context.Context, q store.PlanQuery) ([]*careplanv1.CarePlan, string, error) {
+func (s *Store) ListPlans(ctx context.Context, q store.PlanQuery) ([]*store.StoredPlan, string, error) {
 	rows, err := s.pool.Query(ctx, listPlansSQL, q.Org, q.After, int32(q.Status), q.CoordinatorID, q.ReviewDueBefore, q.Limit, maxScan)
 	if err != nil {
 		return nil, "", s.mapErr(ctx, err)
 	}
 	defer rows.Close()
 	var (
-		out     []*careplanv1.CarePlan
+		out     []*store.StoredPlan
 		scanned int
 		last    *string
 		more    bool
@@ -284,7 +283,7 @@ func (s *Store) ListPlans(ctx context.Context, q store.PlanQuery) ([]*careplanv1
 			more = true // a further match exists: continue after this page
 			break
 		}
-		p, err := unmarshalPlan(body)
+		p, err := store.NewStoredPlan(body, true)
 		if err != nil {
 			return nil, "", err
 		}
@@ -296,7 +295,7 @@ func (s *Store) ListPlans(ctx context.Context, q store.PlanQuery) ([]*careplanv1
 	}
 	lastOut := q.After
 	if len(out) > 0 {
-		lastOut = out[len(out)-1].GetNhsNumber()
+		lastOut = out[len(out)-1].NhsNumber
 	}
 	return out, nextPage(more, lastOut, scanned, last), nil
 }

@@ -191,10 +191,7 @@ func testGetStored(t *testing.T, h Harness) {
 		if err != nil {
 			t.Fatalf("GetStored(%q): %v", tc.org, err)
 		}
-		got := &careplanv1.CarePlan{}
-		if err := proto.Unmarshal(sp.Body, got); err != nil {
-			t.Fatalf("GetStored(%q): body does not decode: %v", tc.org, err)
-		}
+		got := decode(t, sp)
 		if !proto.Equal(got, p) || sp.Version != p.GetVersion() {
 			t.Fatalf("GetStored(%q): version %d, body\n%v\nwant version %d,\n%v", tc.org, sp.Version, got, p.GetVersion(), p)
 		}
@@ -211,6 +208,16 @@ func testGetStored(t *testing.T, h Harness) {
 	if sp, err := s.GetStored(ctx, nhs, fixture.CouncilOrg); err != nil || sp.Facts.Related {
 		t.Fatalf("GetStored(council) after removal: %+v, %v; want unrelated", sp, err)
 	}
+}
+
+// decode returns the plan a StoredPlan holds.
+func decode(t *testing.T, sp *store.StoredPlan) *careplanv1.CarePlan {
+	t.Helper()
+	p := &careplanv1.CarePlan{}
+	if err := proto.Unmarshal(sp.Body, p); err != nil {
+		t.Fatalf("stored body does not decode: %v", err)
+	}
+	return p
 }
 
 func testUpdateEtag(t *testing.T, h Harness) {
@@ -327,7 +334,7 @@ func testListPlansByOrg(t *testing.T, h Harness) {
 	p := create(t, s, nhs)
 	for _, org := range []string{fixture.TrustOrg, fixture.CouncilOrg} {
 		got, _, err := s.ListPlans(ctx, store.PlanQuery{Org: org, Limit: 10})
-		if err != nil || len(got) != 1 || !proto.Equal(got[0], p) {
+		if err != nil || len(got) != 1 || !proto.Equal(decode(t, got[0]), p) || got[0].NhsNumber != nhs || got[0].Version != 1 || !got[0].Facts.Related {
 			t.Fatalf("ListPlans(%s) = %d plans, %v; want the plan", org, len(got), err)
 		}
 	}
@@ -342,7 +349,7 @@ func testListPlansByOrg(t *testing.T, h Harness) {
 	if got, _, _ := s.ListPlans(ctx, store.PlanQuery{Org: fixture.CouncilOrg, Limit: 10}); len(got) != 0 {
 		t.Fatalf("council still lists the plan after its links were removed")
 	}
-	if got, _, _ := s.ListPlans(ctx, store.PlanQuery{Org: fixture.TrustOrg, Limit: 10}); len(got) != 1 || got[0].GetVersion() != 2 {
+	if got, _, _ := s.ListPlans(ctx, store.PlanQuery{Org: fixture.TrustOrg, Limit: 10}); len(got) != 1 || got[0].Version != 2 || decode(t, got[0]).GetVersion() != 2 {
 		t.Fatalf("trust list does not show version 2")
 	}
 }
@@ -376,7 +383,7 @@ func testListPlansPages(t *testing.T, h Harness) {
 				t.Fatalf("page of %d over limit 3", len(page))
 			}
 			for _, p := range page {
-				got = append(got, p.GetNhsNumber())
+				got = append(got, decode(t, p).GetNhsNumber())
 			}
 			if next == "" {
 				return got
