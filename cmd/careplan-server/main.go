@@ -25,10 +25,15 @@ import (
 func main() {
 	// The live heap is small (tens of MB) while each call allocates a plan's
 	// worth, so the default GOGC=100 collects very often: profiles showed
-	// GC as a fifth of CPU. A higher target trades a little memory for that
-	// CPU. GOGC in the environment still wins.
+	// GC as a fifth of CPU. A higher target trades memory for that CPU
+	// (GOGC 400 -> 1000: 82 -> 72 us of CPU per read, heap 39 -> 86 MB),
+	// and a soft limit keeps the trade bounded if the live heap grows.
+	// GOGC and GOMEMLIMIT in the environment still win.
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+		debug.SetGCPercent(1000)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(256 << 20)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
