@@ -38,28 +38,3 @@ func BenchmarkAppendAuditParallel(b *testing.B) {
 		}
 	})
 }
-
-func TestExpCommitStats(t *testing.T) {
-	s, err := boltstore.Open(filepath.Join(t.TempDir(), "careplan.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	for i := range 2000 {
-		ev := &careplanv1.AuditEvent{Time: timestamppb.Now(), Subject: "nurse-1", OrgCode: fixture.TrustOrg, Method: "/careplan.v1.CarePlanService/GetCarePlan", NhsNumber: fixture.NHSNumber(i % 10000), Outcome: "OK"}
-		if err := s.AppendAudit(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st0 := s.DB().Stats()
-	for i := range 200 {
-		ev := &careplanv1.AuditEvent{Time: timestamppb.Now(), Subject: "nurse-1", OrgCode: fixture.TrustOrg, Method: "/careplan.v1.CarePlanService/GetCarePlan", NhsNumber: fixture.NHSNumber(i % 10000), Outcome: "OK"}
-		if err := s.AppendAudit(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st := s.DB().Stats()
-	d := st.Sub(&st0)
-	t.Logf("per commit: writes %.1f, pages alloc %.1f KB, spill %.1f, nodes %.1f, rebalance %.1f, freelist pages %d, free %d pending %d", float64(d.TxStats.GetWrite())/200, float64(d.TxStats.GetPageAlloc())/200/1024, float64(d.TxStats.GetSpill())/200, float64(d.TxStats.GetNodeCount())/200, float64(d.TxStats.GetRebalance())/200, st.FreelistInuse, st.FreePageN, st.PendingPageN)
-}
