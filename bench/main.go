@@ -62,8 +62,8 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.loadTimeout, "load-timeout", 3*time.Hour, "give up loading a store after this long")
 	fs.StringVar(&c.dir, "dir", "", "parent of the run's temporary directory (default: the system temp dir)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (stores, server logs)")
-	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "run careplan in-process and write CPU profiles FILE.reads and FILE.writes (with the extension kept last)")
-	fs.StringVar(&c.memProfile, "memprofile", "", "run careplan in-process and write allocation profiles FILE.reads and FILE.writes")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "run careplan in-process and write CPU profiles FILE.reads, FILE.lists and FILE.writes (with the extension kept last)")
+	fs.StringVar(&c.memProfile, "memprofile", "", "run careplan in-process and write allocation profiles FILE.reads, FILE.lists and FILE.writes")
 	// The default is read after parsing, so -help never prints a DSN (which
 	// may hold a password).
 	fs.StringVar(&c.postgres, "postgres", "", "postgres:// DSN of a PostgreSQL server on which to create (and drop) a database for two careplan replicas; '' for none (default $"+postgresEnv+")")

@@ -202,7 +202,7 @@ func (b *bench) measureAll(ctx context.Context) error {
 	b.compare(ctx, readArms...)
 	b.compare(ctx,
 		arm{srvBare, phList, lists, listOp(bareC, councilTok, lists), "", bare},
-		arm{srvCareplan, phList, lists, listOp(largeC, councilTok, lists), "", large})
+		arm{srvCareplan, phList, lists, listOp(largeC, councilTok, lists), "lists", large})
 	if b.rep.largeMem, err = large.Mem(); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -32,8 +33,10 @@ import (
 // A record is: length (4 bytes) | CRC-32C of the event (4 bytes) | the
 // event as store.MarshalAudit encodes it (sequence and prev_hash set).
 // After a rewind, older records remain behind the new ones. Reading stops
-// at the first record that is torn, fails its checksum or does not carry
-// the next sequence; leftover records always carry older sequences.
+// at the first record that is torn, fails its checksum, or does not carry
+// the next sequence and the hash of the record before it. Records left
+// from before a rewind carry older sequences; records left from a write
+// whose sync failed carry the hash of an event that was never kept.
 
 // JournalSuffix names the audit journal: the data file's path plus this.
 const JournalSuffix = ".audit-journal"
@@ -142,13 +145,20 @@ func readJournal(path string) ([]journalRecord, error) {
 			break
 		}
 		seq := uint64(ev.GetSequence())
-		if len(out) > 0 && seq != out[len(out)-1].seq+1 {
-			break // a record left from before the last rewind
+		if len(out) > 0 && !follows(out[len(out)-1], seq, ev.GetPrevHash()) {
+			break // a record left from before the last rewind, or from a failed write
 		}
 		out = append(out, journalRecord{seq: seq, body: bytes.Clone(body), nhs: ev.GetNhsNumber(), prevHash: ev.GetPrevHash()})
 		b = b[recordHeader+n:]
 	}
 	return out, nil
+}
+
+// follows reports whether an event with seq and prevHash comes right after
+// prev in the chain.
+func follows(prev journalRecord, seq uint64, prevHash []byte) bool {
+	sum := sha256.Sum256(prev.body)
+	return seq == prev.seq+1 && bytes.Equal(prevHash, sum[:])
 }
 
 // after returns the records that follow sequence seq with chain head head,
