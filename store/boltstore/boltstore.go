@@ -38,7 +38,9 @@ type Options struct {
 	// to bbolt directly.
 	JournalBytes int64
 	// CheckpointEvents is how many journalled events trigger a checkpoint
-	// into bbolt. Default 2048.
+	// into bbolt. Default 256: a checkpoint holds up the calls behind it,
+	// and with 2048 the ListCarePlans p99 was about 0.8 ms worse (4.7-5.1
+	// ms against 4.0-4.2), while CPU per read did not change.
 	CheckpointEvents int
 }
 
@@ -105,7 +107,7 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.JournalBytes = 4 << 20
 	}
 	if opts.CheckpointEvents <= 0 {
-		opts.CheckpointEvents = 2048
+		opts.CheckpointEvents = 256
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
