@@ -90,6 +90,42 @@ func TestFullDisk(t *testing.T) {
 	if resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("health while the disk is full = %v, %v; want NOT_SERVING", resp, err)
 	}
+	// Reads are still answered while their audit events fit in the
+	// preallocated journal; once it is full and cannot be moved into the
+	// data file, they fail with UNAVAILABLE. The audit log lists every
+	// answered read, from memory while the checkpoint fails.
+	read := acked[0].GetNhsNumber()
+	reads := 0
+	for range 3000 {
+		_, err := e.plans.GetCarePlan(e.as(trustUser), &careplanv1.GetCarePlanRequest{NhsNumber: read})
+		if err != nil {
+			wantCode(t, err, codes.Unavailable)
+			break
+		}
+		reads++
+	}
+	t.Logf("%d reads answered on the full disk", reads)
+	n := 0
+	// The whole log, not one plan's: listing a plan's events is itself an
+	// audited read, which the full journal would refuse.
+	req := &careplanv1.ListAuditEventsRequest{PageSize: 1000}
+	for {
+		resp, err := careplanv1.NewAuditServiceClient(s.Conn).ListAuditEvents(e.as(trustIG), req)
+		if err != nil {
+			t.Fatalf("ListAuditEvents while the disk is full: %v", err)
+		}
+		for _, ev := range resp.GetAuditEvents() {
+			if ev.GetMethod() == careplanv1.CarePlanService_GetCarePlan_FullMethodName && ev.GetNhsNumber() == read && ev.GetOutcome() == "OK" {
+				n++
+			}
+		}
+		if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
+			break
+		}
+	}
+	if n != reads {
+		t.Fatalf("audit log while the disk is full lists %d of the %d reads", n, reads)
+	}
 
 	if err := os.Remove(ballast); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -68,23 +69,44 @@ func (s *Store) AppendAudit(ctx context.Context, events ...*careplanv1.AuditEven
 	return s.queue(&op{ctx: ctx, events: events, done: make(chan error, 1)})
 }
 
-// ListAudit implements store.Store.
+// ListAudit implements store.Store. Journalled events are checkpointed
+// into bbolt first. If the disk refuses the checkpoint (full), they are read
+// from memory instead, so the log shown is still whole.
 func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]*careplanv1.AuditEvent, int64, error) {
 	var (
-		out  []*careplanv1.AuditEvent
-		next int64
+		out     []*careplanv1.AuditEvent
+		next    int64
+		pending []journalRecord
 	)
 	if err := s.flushJournal(ctx); err != nil {
-		return nil, 0, err
+		if !errors.Is(err, store.ErrUnavailable) {
+			return nil, 0, err
+		}
+		pending = s.pendingEvents()
 	}
 	err := s.view(func(tx *bolt.Tx) error {
 		out, next = nil, 0
 		events := tx.Bucket(bucketAudit)
 		it := newSeqIter(tx, q.NhsNumber, q.AfterSequence)
+		// Events a checkpoint moved in since the snapshot are in bbolt.
+		committed := events.Sequence()
+		nextEvent := func() (uint64, []byte, bool) {
+			if seq, ok := it.next(); ok {
+				return seq, events.Get(u64(seq)), true
+			}
+			for ; len(pending) > 0; pending = pending[1:] {
+				r := pending[0]
+				if r.seq > committed && r.seq > uint64(q.AfterSequence) && (q.NhsNumber == "" || r.nhs == q.NhsNumber) {
+					pending = pending[1:]
+					return r.seq, r.body, true
+				}
+			}
+			return 0, nil, false
+		}
 		orgPlans := tx.Bucket(bucketOrgPlans)
 		last := q.AfterSequence
 		for scanned := 0; ; scanned++ {
-			seq, ok := it.next()
+			seq, raw, ok := nextEvent()
 			if !ok {
 				return nil
 			}
@@ -94,7 +116,7 @@ func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]*careplanv
 			}
 			last = int64(seq)
 			ev := &careplanv1.AuditEvent{}
-			if err := proto.Unmarshal(events.Get(u64(seq)), ev); err != nil {
+			if err := proto.Unmarshal(raw, ev); err != nil {
 				return fmt.Errorf("decode audit event %d: %w", seq, err)
 			}
 			t := ev.GetTime().AsTime()

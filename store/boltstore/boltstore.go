@@ -79,8 +79,10 @@ type Store struct {
 	// The audit journal and what it holds that bbolt does not yet; chain is
 	// the end of the audit chain across both. The commit loop owns them
 	// (Open and Close too, while it is not running); journaled counts
-	// pending for other goroutines.
+	// pending for other goroutines, and pendingMu guards its changes for
+	// pendingEvents.
 	journal          *journal
+	pendingMu        sync.Mutex
 	pending          []journalRecord
 	chain            chainState
 	journaled        atomic.Int64

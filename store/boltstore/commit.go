@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -247,7 +248,9 @@ func (s *Store) journalBatch(batch []*op) bool {
 		return true
 	}
 	s.journal.off += int64(len(buf))
+	s.pendingMu.Lock()
 	s.pending = append(s.pending, recs...)
+	s.pendingMu.Unlock()
 	s.journaled.Store(int64(len(s.pending)))
 	s.chain = chain
 	for i, o := range batch {
@@ -307,11 +310,21 @@ func (s *Store) checkpoint() error {
 // journalled event: the journal starts again from its beginning.
 func (s *Store) checkpointed(chain chainState) {
 	s.chain = chain
+	s.pendingMu.Lock()
 	s.pending = s.pending[:0]
+	s.pendingMu.Unlock()
 	s.journaled.Store(0)
 	if s.journal != nil {
 		s.journal.off = 0
 	}
+}
+
+// pendingEvents returns a copy of the journalled events, for readers when
+// a checkpoint cannot be made.
+func (s *Store) pendingEvents() []journalRecord {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	return slices.Clone(s.pending)
 }
 
 // flushJournal checkpoints journalled events before the audit log is read,
