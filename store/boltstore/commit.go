@@ -242,8 +242,11 @@ func (s *Store) journalBatch(batch []*op) bool {
 	}
 	if err != nil {
 		s.setWritable(false)
-		for _, o := range batch {
-			o.done <- fmt.Errorf("%w: audit journal: %v", store.ErrUnavailable, err)
+		for i, o := range batch {
+			if results[i] == nil { // a caller already gone keeps its own error
+				results[i] = fmt.Errorf("%w: audit journal: %v", store.ErrUnavailable, err)
+			}
+			o.done <- results[i]
 		}
 		return true
 	}
