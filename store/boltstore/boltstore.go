@@ -4,6 +4,7 @@
 package boltstore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -129,20 +130,24 @@ func Open(path string, opts Options) (*Store, error) {
 		stopped:          make(chan struct{}),
 		checkpointEvents: opts.CheckpointEvents,
 	}
-	var rev uint64
+	var (
+		rev     uint64
+		storeID []byte
+	)
 	err = db.Update(func(tx *bolt.Tx) error {
 		if err := initSchemaTx(tx); err != nil {
 			return err
 		}
 		rev = tx.Bucket(bucketRevisions).Sequence()
 		s.chain = chainOf(tx)
+		storeID = bytes.Clone(tx.Bucket(bucketMeta).Get(keyStoreID))
 		return nil
 	})
 	if err == nil {
-		err = s.recoverJournal(path + JournalSuffix)
+		err = s.recoverJournal(path+JournalSuffix, storeID)
 	}
 	if err == nil && opts.JournalBytes > 0 {
-		s.journal, err = openJournal(path+JournalSuffix, opts.JournalBytes)
+		s.journal, err = openJournal(path+JournalSuffix, opts.JournalBytes, storeID)
 	}
 	if err != nil {
 		_ = db.Close()
@@ -156,8 +161,8 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 // recoverJournal checkpoints the events a crash left in the journal.
-func (s *Store) recoverJournal(path string) error {
-	recs, err := readJournal(path)
+func (s *Store) recoverJournal(path string, storeID []byte) error {
+	recs, err := readJournal(path, storeID)
 	if err != nil {
 		return err
 	}

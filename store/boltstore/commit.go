@@ -225,7 +225,7 @@ func (s *Store) journalBatch(batch []*op) bool {
 		}
 		return true
 	}
-	if int64(len(buf)) > s.journal.size {
+	if !s.journal.holds(len(buf)) {
 		return false
 	}
 	s.journal.buf = buf
@@ -318,7 +318,7 @@ func (s *Store) checkpointed(chain chainState) {
 	s.pendingMu.Unlock()
 	s.journaled.Store(0)
 	if s.journal != nil {
-		s.journal.off = 0
+		s.journal.rewind()
 	}
 }
 

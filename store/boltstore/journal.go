@@ -30,7 +30,9 @@ import (
 // the audit log is read or backed up, and on close; then the journal starts
 // again from its beginning. Open replays what a crash left.
 //
-// A record is: length (4 bytes) | CRC-32C of the event (4 bytes) | the
+// The file starts with a header: journalMagic and the data file's store id
+// (see keyStoreID), then zeros to journalHeader bytes. A record is: length
+// (4 bytes) | CRC-32C of the event (4 bytes) | the
 // event as store.MarshalAudit encodes it (sequence and prev_hash set).
 // After a rewind, older records remain behind the new ones. Reading stops
 // at the first record that is torn, fails its checksum, or does not carry
@@ -42,6 +44,18 @@ import (
 const JournalSuffix = ".audit-journal"
 
 const recordHeader = 8
+
+// journalHeader is the size of the file header; records follow it.
+const journalHeader = 32
+
+var journalMagic = []byte("CPAUDJ01")
+
+func headerFor(storeID []byte) []byte {
+	h := make([]byte, journalHeader)
+	copy(h, journalMagic)
+	copy(h[len(journalMagic):], storeID)
+	return h
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -60,31 +74,46 @@ type journal struct {
 	buf  []byte
 }
 
-// openJournal opens the journal at path, writing it out to size bytes of
-// zeros first if it is not that size. Writing real zeros (not fallocate)
-// means later writes allocate nothing, so fdatasync has no metadata to log.
-func openJournal(path string, size int64) (*journal, error) {
+// openJournal opens the journal at path for the data file with storeID. A
+// file of another size or another data file is written out afresh: size
+// bytes of zeros under this file's header. Writing real zeros (not
+// fallocate) means later writes allocate nothing, so fdatasync has no
+// metadata to log. Open has already replayed whatever it held.
+func openJournal(path string, size int64, storeID []byte) (*journal, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit journal: %w", err)
 	}
+	header := headerFor(storeID)
+	got := make([]byte, journalHeader)
 	fi, err := f.Stat()
-	if err == nil && fi.Size() != size {
-		err = preallocate(f, size)
+	if err == nil && (fi.Size() != size || readHeader(f, got) != nil || !bytes.Equal(got, header)) {
+		err = preallocate(f, size, header)
 	}
 	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("prepare audit journal: %w", err)
 	}
-	return &journal{f: f, size: size}, nil
+	return &journal{f: f, size: size, off: journalHeader}, nil
 }
 
-func preallocate(f *os.File, size int64) error {
+func readHeader(f *os.File, buf []byte) error {
+	_, err := f.ReadAt(buf, 0)
+	return err
+}
+
+func preallocate(f *os.File, size int64, header []byte) error {
+	if size < journalHeader {
+		return fmt.Errorf("journal size %d is below its %d-byte header", size, journalHeader)
+	}
 	if err := f.Truncate(0); err != nil {
 		return err
 	}
+	if _, err := f.WriteAt(header, 0); err != nil {
+		return err
+	}
 	zeros := make([]byte, 1<<20)
-	for off := int64(0); off < size; off += int64(len(zeros)) {
+	for off := int64(journalHeader); off < size; off += int64(len(zeros)) {
 		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off); err != nil {
 			return err
 		}
@@ -118,11 +147,18 @@ func (j *journal) write(buf []byte) error {
 
 func (j *journal) fits(n int) bool { return j.off+int64(n) <= j.size }
 
+// holds reports whether n bytes of records fit in the journal at all.
+func (j *journal) holds(n int) bool { return journalHeader+int64(n) <= j.size }
+
+// rewind starts the journal again from its first record.
+func (j *journal) rewind() { j.off = journalHeader }
+
 func (j *journal) Close() error { return j.f.Close() }
 
 // readJournal returns the run of records at the start of the journal at
-// path: contiguous sequences, each intact. A missing file holds none.
-func readJournal(path string) ([]journalRecord, error) {
+// path: contiguous sequences, each intact. A missing file holds none, and
+// so does one written for another data file.
+func readJournal(path string, storeID []byte) ([]journalRecord, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -130,6 +166,10 @@ func readJournal(path string) ([]journalRecord, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read audit journal: %w", err)
 	}
+	if len(b) < journalHeader || !bytes.Equal(b[:journalHeader], headerFor(storeID)) {
+		return nil, nil
+	}
+	b = b[journalHeader:]
 	var out []journalRecord
 	for len(b) >= recordHeader {
 		n := binary.BigEndian.Uint32(b)

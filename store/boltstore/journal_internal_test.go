@@ -33,7 +33,8 @@ func TestReadJournalStopsAtABrokenLink(t *testing.T) {
 	good := chained(t, 0, nil, "kept", 3)
 	sum := sha256.Sum256(good[1])
 	failed := chained(t, 2, sum[:], "failed", 3)
-	var buf []byte
+	id := []byte("0123456789abcdef")
+	buf := headerFor(id)
 	for _, b := range good {
 		buf = appendRecord(buf, b)
 	}
@@ -46,11 +47,15 @@ func TestReadJournalStopsAtABrokenLink(t *testing.T) {
 	if err := os.WriteFile(path, append(buf, make([]byte, 64)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	recs, err := readJournal(path)
+	recs, err := readJournal(path, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(recs) != 3 || recs[2].seq != 3 {
 		t.Fatalf("read %d records; want the 3 kept ones", len(recs))
+	}
+	// The same file read for another data file holds nothing.
+	if recs, err := readJournal(path, []byte("another store id")); err != nil || len(recs) != 0 {
+		t.Fatalf("journal of another store: %d records, %v; want none", len(recs), err)
 	}
 }

@@ -166,47 +166,64 @@ func TestJournalFullCheckpoints(t *testing.T) {
 	}
 }
 
-func TestJournalFromAnotherChainRefused(t *testing.T) {
+func TestJournalBelongsToItsDataFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "careplan.db")
 	s := open(t, path)
 	appendReads(t, s, 0, 3)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	backup := crashImage(t, path) // all 3 events in bbolt, journal rewound
+	backup := crashImage(t, path) // all 3 events in bbolt
 
+	// A restore that keeps the newer journal beside the older data file:
+	// the journal continues the chain, so it is replayed.
 	s = open(t, path)
 	appendReads(t, s, 3, 2)
-	newer := crashImage(t, path) // 2 events only in the journal
+	newer := crashImage(t, path) // events 4 and 5 only in the journal
 	_ = s.Close()
-
-	// A restore that keeps the newer journal beside an older data file:
-	// the journal continues the chain, so it is replayed.
-	if err := os.Rename(newer+boltstore.JournalSuffix, backup+boltstore.JournalSuffix); err != nil {
+	restored := crashImage(t, backup)
+	if err := os.Rename(newer+boltstore.JournalSuffix, restored+boltstore.JournalSuffix); err != nil {
 		t.Fatal(err)
 	}
-	c := open(t, backup)
+	c := open(t, restored)
 	wantSequences(t, auditSequences(t, c), 5)
 	_ = c.Close()
 
-	// A journal from another store does not continue the chain: refused.
-	other := filepath.Join(t.TempDir(), "other.db")
-	o := open(t, other)
-	for i := range 7 {
-		ev := readEvent(i)
-		ev.Subject = "someone-else" // events unlike the first store's
-		if err := o.AppendAudit(context.Background(), ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	img := crashImage(t, other)
-	_ = o.Close()
-	if err := os.Rename(img+boltstore.JournalSuffix, backup+boltstore.JournalSuffix); err != nil {
+	// A journal of the same store that does not continue the data file's
+	// chain (a plan write, event 4, went to bbolt after the backup) is
+	// refused, naming the cause.
+	s = open(t, path)
+	actor := &careplanv1.Actor{Subject: "nurse-1", OrgCode: fixture.TrustOrg}
+	if _, err := s.Create(context.Background(), store.Write{Plan: fixture.Plan(fixture.NHSNumber(0)), Actor: actor, Audit: readEvent(0)}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := boltstore.Open(backup, boltstore.Options{})
+	appendReads(t, s, 6, 2)
+	gap := crashImage(t, path)
+	_ = s.Close()
+	restored = crashImage(t, backup)
+	if err := os.Rename(gap+boltstore.JournalSuffix, restored+boltstore.JournalSuffix); err != nil {
+		t.Fatal(err)
+	}
+	_, err := boltstore.Open(restored, boltstore.Options{})
 	if err == nil || !strings.Contains(err.Error(), "does not continue the audit chain") {
-		t.Fatalf("Open with a foreign journal: %v", err)
+		t.Fatalf("Open with a journal that skips events: %v", err)
+	}
+
+	// A journal left beside a new data file (the old one deleted) belongs to
+	// another store: it is ignored, not replayed into the new one.
+	fresh := filepath.Join(t.TempDir(), "careplan.db")
+	old := crashImage(t, path)
+	if err := os.Rename(old+boltstore.JournalSuffix, fresh+boltstore.JournalSuffix); err != nil {
+		t.Fatal(err)
+	}
+	f := open(t, fresh)
+	if seqs := auditSequences(t, f); len(seqs) != 0 {
+		t.Fatalf("a new data file took %d events from an old journal", len(seqs))
+	}
+	appendReads(t, f, 0, 2)
+	_ = f.Close()
+	if n, err := boltstore.VerifyAudit(fresh); err != nil || n != 2 {
+		t.Fatalf("VerifyAudit of the new file: %d, %v; want 2 events", n, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -58,6 +59,10 @@ var (
 	keyAuditHead = []byte("audit_head")
 	// keyProbe is rewritten by the recovery probe after write failures.
 	keyProbe = []byte("probe")
+	// keyStoreID is 16 random bytes made with the file. The audit journal
+	// carries it, so a journal is replayed only into its own data file (or
+	// a copy of it), never into a new one made beside an old journal.
+	keyStoreID = []byte("store_id")
 )
 
 // initSchemaTx creates every bucket and checks the schema version.
@@ -68,6 +73,15 @@ func initSchemaTx(tx *bolt.Tx) error {
 		}
 	}
 	meta := tx.Bucket(bucketMeta)
+	if meta.Get(keyStoreID) == nil {
+		id := make([]byte, 16)
+		if _, err := rand.Read(id); err != nil {
+			return err
+		}
+		if err := meta.Put(keyStoreID, id); err != nil {
+			return err
+		}
+	}
 	v := meta.Get(keySchema)
 	if v == nil {
 		return meta.Put(keySchema, u64(schemaVersion))

@@ -24,7 +24,10 @@ func VerifyAudit(path string) (int64, error) {
 		return 0, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer db.Close()
-	var v store.ChainVerifier
+	var (
+		v       store.ChainVerifier
+		storeID []byte
+	)
 	err = db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAudit)
 		if b == nil {
@@ -43,6 +46,7 @@ func VerifyAudit(path string) (int64, error) {
 				return err
 			}
 		}
+		storeID = bytes.Clone(tx.Bucket(bucketMeta).Get(keyStoreID))
 		if head := tx.Bucket(bucketMeta).Get(keyAuditHead); !bytes.Equal(head, v.Head()) {
 			return fmt.Errorf("audit chain broken after sequence %d: the recorded head does not match the last event (events were removed or the last one altered)", v.Count)
 		}
@@ -51,7 +55,7 @@ func VerifyAudit(path string) (int64, error) {
 	if err != nil {
 		return v.Count, err
 	}
-	recs, err := readJournal(path + JournalSuffix)
+	recs, err := readJournal(path+JournalSuffix, storeID)
 	if err == nil {
 		recs, err = after(recs, uint64(v.Count), v.Head())
 	}
