@@ -153,6 +153,11 @@ func (s *Store) runBatch(batch []*op) {
 	if s.txRev > 0 {
 		s.rev.Publish(s.txRev)
 	}
+	deliver(batch, results)
+}
+
+// deliver tells each operation of batch its result.
+func deliver(batch []*op, results []error) {
 	for i, o := range batch {
 		o.done <- results[i]
 	}
@@ -220,9 +225,7 @@ func (s *Store) journalBatch(batch []*op) bool {
 		}
 	}
 	if len(recs) == 0 {
-		for i, o := range batch {
-			o.done <- results[i]
-		}
+		deliver(batch, results)
 		return true
 	}
 	if !s.journal.holds(len(buf)) {
@@ -242,12 +245,12 @@ func (s *Store) journalBatch(batch []*op) bool {
 	}
 	if err != nil {
 		s.setWritable(false)
-		for i, o := range batch {
+		for i := range results {
 			if results[i] == nil { // a caller already gone keeps its own error
 				results[i] = fmt.Errorf("%w: audit journal: %v", store.ErrUnavailable, err)
 			}
-			o.done <- results[i]
 		}
+		deliver(batch, results)
 		return true
 	}
 	s.journal.off += int64(len(buf))
@@ -256,9 +259,7 @@ func (s *Store) journalBatch(batch []*op) bool {
 	s.pendingMu.Unlock()
 	s.journaled.Store(int64(len(s.pending)))
 	s.chain = chain
-	for i, o := range batch {
-		o.done <- results[i]
-	}
+	deliver(batch, results)
 	if len(s.pending) >= s.checkpointEvents {
 		// A failure here leaves the events journalled, safe; the next bbolt
 		// transaction tries again.

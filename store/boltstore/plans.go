@@ -186,16 +186,11 @@ func (s *Store) GetStored(_ context.Context, nhs, org string) (*store.StoredPlan
 
 // storedTx returns the current version of a plan as stored.
 func storedTx(tx *bolt.Tx, nhs string, related bool) (*store.StoredPlan, error) {
-	v := tx.Bucket(bucketPlans).Get([]byte(nhs))
-	if v == nil {
-		return nil, store.ErrNotFound
+	body, err := currentBodyTx(tx, nhs)
+	if err != nil {
+		return nil, err
 	}
-	version := binary.BigEndian.Uint64(v)
-	b := tx.Bucket(bucketVersions).Get(versionKey(nhs, int64(version)))
-	if b == nil {
-		return nil, fmt.Errorf("version %d of a plan is missing", version)
-	}
-	return store.NewStoredPlan(bytes.Clone(b), related) // b lives only as long as the transaction
+	return store.NewStoredPlan(bytes.Clone(body), related) // body lives only as long as the transaction
 }
 
 // LookupRequest implements store.Store.
@@ -227,17 +222,34 @@ func lookupRequestTx(tx *bolt.Tx, key string) (*careplanv1.CarePlan, bool, error
 }
 
 func currentTx(tx *bolt.Tx, nhs string) (*careplanv1.CarePlan, error) {
+	return decodePlan(currentBodyTx(tx, nhs))
+}
+
+func versionTx(tx *bolt.Tx, nhs string, version int64) (*careplanv1.CarePlan, error) {
+	return decodePlan(versionBodyTx(tx, nhs, version))
+}
+
+// currentBodyTx returns the stored bytes of the current version, valid
+// only while tx is open.
+func currentBodyTx(tx *bolt.Tx, nhs string) ([]byte, error) {
 	v := tx.Bucket(bucketPlans).Get([]byte(nhs))
 	if v == nil {
 		return nil, store.ErrNotFound
 	}
-	return versionTx(tx, nhs, int64(binary.BigEndian.Uint64(v)))
+	return versionBodyTx(tx, nhs, int64(binary.BigEndian.Uint64(v)))
 }
 
-func versionTx(tx *bolt.Tx, nhs string, version int64) (*careplanv1.CarePlan, error) {
+func versionBodyTx(tx *bolt.Tx, nhs string, version int64) ([]byte, error) {
 	body := tx.Bucket(bucketVersions).Get(versionKey(nhs, version))
 	if body == nil {
 		return nil, fmt.Errorf("version %d of a plan is missing", version)
+	}
+	return body, nil
+}
+
+func decodePlan(body []byte, err error) (*careplanv1.CarePlan, error) {
+	if err != nil {
+		return nil, err
 	}
 	p := &careplanv1.CarePlan{}
 	if err := proto.Unmarshal(body, p); err != nil {
