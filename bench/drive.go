@@ -38,6 +38,22 @@ type result struct {
 	// CPU is the server process's CPU time over the phase, when HasCPU.
 	CPU    time.Duration
 	HasCPU bool
+	// ClientCPU is the bench process's own CPU time over the phase (the
+	// clients; with -cpuprofile also the server).
+	ClientCPU time.Duration
+	// Idle and Ticks are the machine's idle and total CPU ticks over the
+	// phase: a phase with idle CPU is bound by waiting, not by the CPU.
+	Idle, Ticks int64
+	// Groups are the careplan store's group commits over the phase.
+	Groups commitGroups
+}
+
+// IdleShare is the share of the machine's CPU time left idle in the phase.
+func (r *result) IdleShare() float64 {
+	if r.Ticks == 0 {
+		return 0
+	}
+	return float64(r.Idle) / float64(r.Ticks)
 }
 
 // CPUPerOp is the server's CPU time per successful operation, or 0.
@@ -67,6 +83,11 @@ func (r *result) add(o *result) {
 	r.Latency.merge(o.Latency)
 	r.CPU += o.CPU
 	r.HasCPU = o.HasCPU
+	r.ClientCPU += o.ClientCPU
+	r.Idle += o.Idle
+	r.Ticks += o.Ticks
+	r.Groups.Groups += o.Groups.Groups
+	r.Groups.Ops += o.Groups.Ops
 }
 
 // drive runs op from p.Callers goroutines until the phase's bounds are hit.

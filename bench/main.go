@@ -152,12 +152,12 @@ func (r *report) print(w io.Writer, total time.Duration) {
 
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tphase\tcallers\tops\terrors\tops/s\tp50 ms\tp99 ms\tmax ms\tserver CPU/op")
+	fmt.Fprintln(tw, "server\tphase\tcallers\tops\terrors\tops/s\tp50 ms\tp99 ms\tmax ms\tserver CPU/op\tclient CPU/op\tidle\tops/fsync")
 	var firstErrs []string
 	for _, p := range r.phases {
 		res := p.res
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\n", p.server, res.Name, res.Callers, res.Ops, res.Errors, res.PerSec(),
-			ms(res.Latency.Percentile(0.5)), ms(res.Latency.Percentile(0.99)), ms(res.Latency.Max()), cpuPerOp(res))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\n", p.server, res.Name, res.Callers, res.Ops, res.Errors, res.PerSec(),
+			ms(res.Latency.Percentile(0.5)), ms(res.Latency.Percentile(0.99)), ms(res.Latency.Max()), cpuPerOp(res), perOp(res.ClientCPU, res.Ops), 100*res.IdleShare(), opsPerGroup(res.Groups))
 		if res.FirstErr != nil {
 			firstErrs = append(firstErrs, fmt.Sprintf("%s %s: first error: %v", p.server, res.Name, res.FirstErr))
 		}
@@ -298,10 +298,23 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(
 // steadier measure than ops/s on a shared machine, since it does not count
 // time spent waiting for the CPU.
 func cpuPerOp(r *result) string {
-	if d := r.CPUPerOp(); d > 0 {
-		return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+	return perOp(r.CPUPerOp(), 1)
+}
+
+// opsPerGroup is how many operations shared a commit group (and its fsync).
+func opsPerGroup(g commitGroups) string {
+	if g.Groups <= 0 {
+		return "-"
 	}
-	return "-"
+	return fmt.Sprintf("%.1f", g.Ops/g.Groups)
+}
+
+// perOp is d/ops in µs, or "-" when there is nothing to tell.
+func perOp(d time.Duration, ops int64) string {
+	if d <= 0 || ops <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f µs", float64(d)/float64(ops)/float64(time.Microsecond))
 }
 
 func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/(1<<20)) }

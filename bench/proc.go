@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -64,6 +65,39 @@ type proc struct {
 	startUp time.Duration
 	exited  chan struct{} // closed when the process has exited
 	waitErr error
+	// metricsAddr serves the server's /metrics, for careplan servers.
+	metricsAddr string
+}
+
+// commitGroups counts a store's group commits (a bbolt transaction or an
+// audit journal write, each with one fsync) and the operations they held.
+type commitGroups struct{ Groups, Ops float64 }
+
+func (g commitGroups) since(o commitGroups) commitGroups {
+	return commitGroups{g.Groups - o.Groups, g.Ops - o.Ops}
+}
+
+// scrapeGroups reads careplan_store_commit_batch_ops from the server's
+// Prometheus text exposition.
+func scrapeGroups(addr string) (commitGroups, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return commitGroups{}, err
+	}
+	defer resp.Body.Close()
+	var g commitGroups
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, _ := strings.Cut(sc.Text(), " ")
+		n, _ := strconv.ParseFloat(value, 64)
+		switch name {
+		case "careplan_store_commit_batch_ops_count":
+			g.Groups = n
+		case "careplan_store_commit_batch_ops_sum":
+			g.Ops = n
+		}
+	}
+	return g, sc.Err()
 }
 
 // startProc runs bin with args (which must make it listen on addr), sends its
@@ -298,6 +332,31 @@ func readCPU(pid int) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * clockTick, nil
+}
+
+// readIdle returns the machine's idle and total CPU time so far, from the
+// first line of /proc/stat, in clock ticks summed over every CPU.
+func readIdle() (idle, total int64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, errors.New("unexpected /proc/stat format")
+	}
+	for i, s := range f[1:] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		total += n
+		if i == 3 || i == 4 { // idle and iowait
+			idle += n
+		}
+	}
+	return idle, total, nil
 }
 
 // freeLoopbackAddr returns a loopback address with a port that was free a

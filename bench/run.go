@@ -286,9 +286,17 @@ func (b *bench) compare(ctx context.Context, arms ...arm) {
 			var r *result
 			err := b.rep.prof.around(a.profile, func() {
 				cpu0, ok0 := cpuOf(a.srv)
+				g0 := groupsOf(a.srv)
+				own0, _ := readCPU(os.Getpid())
+				idle0, ticks0, _ := readIdle()
 				r = drive(ctx, phase{Name: a.name, Callers: a.callers, Duration: slice}, a.op)
 				cpu1, ok1 := cpuOf(a.srv)
+				r.Groups = groupsOf(a.srv).since(g0)
+				own1, _ := readCPU(os.Getpid())
+				idle1, ticks1, _ := readIdle()
 				r.CPU, r.HasCPU = cpu1-cpu0, ok0 && ok1
+				r.ClientCPU = own1 - own0
+				r.Idle, r.Ticks = idle1-idle0, ticks1-ticks0
 			})
 			if err != nil {
 				b.rep.failures = append(b.rep.failures, fmt.Sprintf("profile %s: %v", a.profile, err))
@@ -301,6 +309,16 @@ func (b *bench) compare(ctx context.Context, arms ...arm) {
 		b.rep.phases = append(b.rep.phases, phaseRow{server: a.server, res: r})
 		fmt.Fprintf(os.Stderr, "  %-14s %-28s %8.0f/s  p99 %s ms  server CPU %s\n", a.server, a.name, r.PerSec(), ms(r.Latency.Percentile(0.99)), cpuPerOp(r))
 	}
+}
+
+// groupsOf reads the commit groups of a careplan server from its metrics;
+// zero for any other target.
+func groupsOf(t target) commitGroups {
+	if p, ok := t.(*proc); ok && p.metricsAddr != "" {
+		g, _ := scrapeGroups(p.metricsAddr)
+		return g
+	}
+	return commitGroups{}
 }
 
 func cpuOf(t target) (time.Duration, bool) {
@@ -364,8 +382,16 @@ func (b *bench) careplanProc(ctx context.Context, name, dataPath string, extra .
 	// Every bench caller holds the same dev token, so the per-caller rate
 	// limit (a policy, not a cost) would cap a whole phase at one user's
 	// allowance; it is off here, as it is for server.New in-process.
-	args := append([]string{"--dev", "--addr", addr, "--data", dataPath, "--rate-limit", "0"}, extra...)
-	return startProc(ctx, name, b.serverBin, args, addr, filepath.Join(b.dir, name+".log"))
+	maddr, err := freeLoopbackAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"--dev", "--addr", addr, "--data", dataPath, "--rate-limit", "0", "--metrics-addr", maddr}, extra...)
+	p, err := startProc(ctx, name, b.serverBin, args, addr, filepath.Join(b.dir, name+".log"))
+	if p != nil {
+		p.metricsAddr = maddr
+	}
+	return p, err
 }
 
 // startBare runs the bare server as its own process: the bench's own binary
