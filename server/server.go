@@ -120,6 +120,9 @@ func New(cfg Config) (*Server, error) {
 	logOpts := []logging.Option{
 		logging.WithLogOnEvents(logging.FinishCall),
 		logging.WithFieldsFromContext(callFields),
+		// Constant on every line of this server: "protocol":"grpc",
+		// "grpc.component":"server"; the method names its type.
+		logging.WithDisableLoggingFields(logging.SystemTag[0], logging.ComponentFieldKey, logging.MethodTypeFieldKey),
 	}
 	// Only health and reflection are served without a token.
 	needsToken := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {

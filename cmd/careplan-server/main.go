@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/careplan/careplan/internal/logbuf"
 	"github.com/careplan/careplan/metrics"
 	"github.com/careplan/careplan/server"
 )
@@ -57,6 +58,9 @@ func main() {
 
 var errUsage = errors.New("usage")
 
+// logFlushInterval bounds how long an INFO line waits in the log buffer.
+const logFlushInterval = 100 * time.Millisecond
+
 // run starts the server and blocks until ctx ends, then drains in-flight
 // calls (bounded by --shutdown-timeout) and closes the store. ready, when not
 // nil, receives the listening address (for tests).
@@ -65,7 +69,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	// One finished-call line per call: batched into a write every
+	// logFlushInterval (warnings and errors at once), not a write per call.
+	logOut := logbuf.New(stderr, 64<<10, logFlushInterval)
+	defer logOut.Close()
+	logger := slog.New(logbuf.Handler(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.logLevel}), logOut, slog.LevelWarn))
 
 	verifier, banner, err := cfg.verifier(time.Now(), logger)
 	if err != nil {
@@ -105,6 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 	}
 	addr := lis.Addr().String()
 	logger.Info("careplan-server listening", "addr", addr, "store", cfg.storeName(), "tls", creds != nil, "dev", cfg.dev)
+	_ = logOut.Flush() // the start-up lines, before anyone is told we are up
 	if banner != nil {
 		banner(stdout, addr)
 	}
