@@ -32,6 +32,7 @@ type config struct {
 	maxConcurrentStreams      uint
 	rateLimit                 float64
 	rateBurst                 int
+	maxMappedMB               int
 	shutdownTimeout           time.Duration
 	logLevel                  slog.Level
 }
@@ -56,6 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.UintVar(&c.maxConcurrentStreams, "max-concurrent-streams", 1000, "calls in flight on one connection")
 	fs.Float64Var(&c.rateLimit, "rate-limit", 500, "calls a second allowed to each caller (issuer and subject); 0 turns it off")
 	fs.IntVar(&c.rateBurst, "rate-burst", 1000, "burst of calls allowed to each caller above --rate-limit")
+	fs.IntVar(&c.maxMappedMB, "max-mapped-mb", 128, "MiB of file-backed memory (mostly the bbolt file's mapped pages) before the store unmaps them; they stay in the page cache; 0 for no bound")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight calls")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: DEBUG, INFO, WARN, ERROR")
 	if err := fs.Parse(args); err != nil {

@@ -27,7 +27,11 @@ func openStore(ctx context.Context, cfg *config, reg *metrics.Registry) (store.S
 	// The size gauge is read only when /metrics is scraped, after Open.
 	observer := reg.NewStore(func() int64 { return st.FileSize() })
 	var err error
-	st, err = boltstore.Open(cfg.data, boltstore.Options{Observer: observer})
+	mapped := int64(cfg.maxMappedMB) << 20
+	if mapped <= 0 {
+		mapped = -1 // no bound
+	}
+	st, err = boltstore.Open(cfg.data, boltstore.Options{Observer: observer, MappedBytes: mapped})
 	if err != nil {
 		return nil, err
 	}
