@@ -39,6 +39,7 @@ type config struct {
 	keep                        bool
 	cpuProfile, memProfile      string
 	postgres                    string // admin DSN of a PostgreSQL server; "" for none
+	serverFlags                 string // more careplan-server flags, space-separated
 }
 
 // profiling runs the careplan server inside the bench, where pprof can see it.
@@ -61,6 +62,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured run before each phase")
 	fs.DurationVar(&c.loadTimeout, "load-timeout", 3*time.Hour, "give up loading a store after this long")
 	fs.StringVar(&c.dir, "dir", "", "parent of the run's temporary directory (default: the system temp dir)")
+	fs.StringVar(&c.serverFlags, "server-flags", "", "more careplan-server flags, space-separated, for example '--max-mapped-mb 0'")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (stores, server logs)")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "run careplan in-process and write CPU profiles FILE.reads, FILE.lists and FILE.writes (with the extension kept last)")
 	fs.StringVar(&c.memProfile, "memprofile", "", "run careplan in-process and write allocation profiles FILE.reads, FILE.lists and FILE.writes")
@@ -129,6 +131,8 @@ func (r *report) print(w io.Writer, total time.Duration) {
 	where := "careplan-server as its own process (built with go build for this run), one per store"
 	if r.inProcess {
 		where = "careplan IN the bench process (profiling): its RSS and start-up are the bench's, and ratios are not comparable"
+	} else if cfg.serverFlags != "" {
+		where += ", with " + cfg.serverFlags
 	}
 	fmt.Fprintf(w, "\ncareplan bench: %d CPUs, %s RAM, %s %s/%s; total %s\n", runtime.NumCPU(), memTotal(), runtime.Version(), runtime.GOOS, runtime.GOARCH, total.Round(time.Second))
 	fmt.Fprintf(w, "servers: %s; bare grpc-go baseline as its own process; raw bbolt in the bench process\n", where)

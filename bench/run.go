@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -386,7 +387,8 @@ func (b *bench) careplanProc(ctx context.Context, name, dataPath string, extra .
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--dev", "--addr", addr, "--data", dataPath, "--rate-limit", "0", "--metrics-addr", maddr}, extra...)
+	args := []string{"--dev", "--addr", addr, "--data", dataPath, "--rate-limit", "0", "--metrics-addr", maddr}
+	args = append(append(args, strings.Fields(b.cfg.serverFlags)...), extra...)
 	p, err := startProc(ctx, name, b.serverBin, args, addr, filepath.Join(b.dir, name+".log"))
 	if p != nil {
 		p.metricsAddr = maddr

@@ -48,7 +48,8 @@ type Options struct {
 	// negative for no bound.
 	MappedBytes int64
 	// MappedCheckInterval is how often MappedBytes is checked. Default
-	// 100ms.
+	// 25ms: under random reads of a large store, pages are mapped at over
+	// 1 GB/s (each fault maps up to 16), and this bounds the overshoot.
 	MappedCheckInterval time.Duration
 }
 
@@ -126,7 +127,7 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.MappedBytes = 128 << 20
 	}
 	if opts.MappedCheckInterval <= 0 {
-		opts.MappedCheckInterval = 100 * time.Millisecond
+		opts.MappedCheckInterval = 25 * time.Millisecond
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
