@@ -38,9 +38,11 @@ func New() *Registry {
 // Store records the store's group commits; it implements
 // boltstore.CommitObserver.
 type Store struct {
-	batch    prometheus.Histogram
-	disk     prometheus.Histogram
-	failures prometheus.Counter
+	batch     prometheus.Histogram
+	disk      prometheus.Histogram
+	failures  prometheus.Counter
+	unmaps    prometheus.Counter
+	unmapTime prometheus.Counter
 }
 
 // NewStore registers the store metrics. fileSize reports the data file's
@@ -62,11 +64,19 @@ func (r *Registry) NewStore(fileSize func() int64) *Store {
 			Help: "Commits that failed (full disk, I/O error); nothing of them was written.",
 		}),
 	}
+	s.unmaps = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "careplan_store_unmaps_total",
+		Help: "Times the data file's pages were unmapped because file-backed memory passed --max-mapped-mb.",
+	})
+	s.unmapTime = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "careplan_store_unmap_seconds_total",
+		Help: "Time spent unmapping the data file's pages (reads map them again with minor faults).",
+	})
 	size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "careplan_store_file_bytes",
 		Help: "Size of the data file; it never shrinks.",
 	}, func() float64 { return float64(fileSize()) })
-	r.MustRegister(s.batch, s.disk, s.failures, size)
+	r.MustRegister(s.batch, s.disk, s.failures, s.unmaps, s.unmapTime, size)
 	return s
 }
 
@@ -78,6 +88,12 @@ func (s *Store) ObserveCommit(ops int, diskTime time.Duration, err error) {
 	}
 	s.batch.Observe(float64(ops))
 	s.disk.Observe(diskTime.Seconds())
+}
+
+// ObserveUnmap implements boltstore.UnmapObserver.
+func (s *Store) ObserveUnmap(took time.Duration) {
+	s.unmaps.Inc()
+	s.unmapTime.Add(took.Seconds())
 }
 
 // Serve serves /metrics on addr until ctx ends. It returns the address it

@@ -46,6 +46,7 @@ func TestMetricsAndSafeLogs(t *testing.T) {
 		`careplan_store_commit_batch_ops_count`,
 		`careplan_store_fsync_seconds_bucket`,
 		`careplan_store_file_bytes`,
+		`careplan_store_unmaps_total`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)

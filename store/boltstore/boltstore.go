@@ -59,6 +59,13 @@ type CommitObserver interface {
 	ObserveCommit(ops int, diskTime time.Duration, err error)
 }
 
+// UnmapObserver, when the Observer also implements it, hears of each time
+// the store unmapped the data file's pages (Options.MappedBytes) and how
+// long that took.
+type UnmapObserver interface {
+	ObserveUnmap(took time.Duration)
+}
+
 // Store is a store.Store on a bbolt file.
 type Store struct {
 	db       *bolt.DB
@@ -99,6 +106,9 @@ type Store struct {
 	chain            chainState
 	journaled        atomic.Int64
 	checkpointEvents int
+	// retryCheckpointAt is the backlog at which to try again after a
+	// checkpoint failed; 0 when none has. Only the commit loop touches it.
+	retryCheckpointAt int
 }
 
 var _ store.Store = (*Store)(nil)

@@ -69,8 +69,9 @@ func (s *Store) commitLoop() {
 			// While writes fail, try a tiny write now and then, so the
 			// store reports itself writable again without waiting for a
 			// caller to risk a write.
-			if !s.writable.Load() {
-				s.setWritable(s.probe() == nil)
+			if !s.writable.Load() && s.probe() == nil {
+				s.setWritable(true)
+				s.retryCheckpointAt = 0 // and checkpoint with the next group
 			}
 			continue
 		case <-s.closing:
@@ -260,10 +261,14 @@ func (s *Store) journalBatch(batch []*op) bool {
 	s.journaled.Store(int64(len(s.pending)))
 	s.chain = chain
 	deliver(batch, results)
-	if len(s.pending) >= s.checkpointEvents {
-		// A failure here leaves the events journalled, safe; the next bbolt
-		// transaction tries again.
-		_ = s.checkpoint()
+	if len(s.pending) >= s.checkpointEvents && len(s.pending) >= s.retryCheckpointAt {
+		if err := s.checkpoint(); err != nil {
+			// The events stay journalled, safe. Try again only once the
+			// backlog has doubled: on a full disk, a failing checkpoint of
+			// a growing backlog after every group cost ever more (reads
+			// slowed to about 4 ms each).
+			s.retryCheckpointAt = 2 * len(s.pending)
+		}
 	}
 	return true
 }
@@ -314,6 +319,7 @@ func (s *Store) checkpoint() error {
 // journalled event: the journal starts again from its beginning.
 func (s *Store) checkpointed(chain chainState) {
 	s.chain = chain
+	s.retryCheckpointAt = 0
 	s.pendingMu.Lock()
 	s.pending = s.pending[:0]
 	s.pendingMu.Unlock()

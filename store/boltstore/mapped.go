@@ -38,10 +38,14 @@ func (s *Store) trimMapped(limit int64) (bool, error) {
 	if err != nil || n <= limit {
 		return false, err
 	}
+	start := time.Now()
 	err = s.db.View(func(tx *bolt.Tx) error {
 		// While a read transaction is open bbolt cannot remap the file, so
 		// the range is still the data file's mapping.
 		return dropPages(s.db.Info().Data, tx.Size())
 	})
+	if o, ok := s.observer.(UnmapObserver); ok && err == nil {
+		o.ObserveUnmap(time.Since(start))
+	}
 	return err == nil, err
 }

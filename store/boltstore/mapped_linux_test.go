@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,10 +163,18 @@ func TestTrimWhileReadingAndGrowing(t *testing.T) {
 	}
 }
 
-// TestMappedBoundLoop: with a bound, the store's own loop unmaps pages.
+// unmapCounter counts the unmaps it hears of.
+type unmapCounter struct{ n atomic.Int64 }
+
+func (*unmapCounter) ObserveCommit(int, time.Duration, error) {}
+func (u *unmapCounter) ObserveUnmap(time.Duration)            { u.n.Add(1) }
+
+// TestMappedBoundLoop: with a bound, the store's own loop unmaps pages, and
+// tells its observer.
 func TestMappedBoundLoop(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "careplan.db")
-	s, err := Open(path, Options{MappedBytes: 1, MappedCheckInterval: 5 * time.Millisecond})
+	var seen unmapCounter
+	s, err := Open(path, Options{MappedBytes: 1, MappedCheckInterval: 5 * time.Millisecond, Observer: &seen})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,5 +187,8 @@ func TestMappedBoundLoop(t *testing.T) {
 			t.Fatalf("%d bytes of the data file still mapped with a 1-byte bound", mappedRSS(t, path))
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+	if seen.n.Load() == 0 {
+		t.Error("the observer heard of no unmap")
 	}
 }
