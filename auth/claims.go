@@ -68,6 +68,10 @@ type claimMapping struct {
 	// IssuerConfig.OrgTypeMap.
 	roleMap  map[string][]string
 	orgTypes map[string]careplanv1.Organisation_Type
+	// mayTypes and mayOrgs are IssuerConfig.OrgTypes and Orgs; nil allows
+	// any.
+	mayTypes map[careplanv1.Organisation_Type]bool
+	mayOrgs  map[string]bool
 }
 
 func newClaimMapping(ic IssuerConfig) (claimMapping, error) {
@@ -86,7 +90,49 @@ func newClaimMapping(ic IssuerConfig) (claimMapping, error) {
 	for from, to := range ic.OrgTypeMap {
 		types[from] = orgTypes[to]
 	}
-	return claimMapping{names: ic.Claims.orDefaults(), roleMap: roleMap, orgTypes: types}, nil
+	m := claimMapping{names: ic.Claims.orDefaults(), roleMap: roleMap, orgTypes: types}
+	if err := CheckOrgTypes(ic.OrgTypes); err != nil {
+		return claimMapping{}, fmt.Errorf("org types: %w", err)
+	}
+	for _, t := range ic.OrgTypes {
+		if m.mayTypes == nil {
+			m.mayTypes = map[careplanv1.Organisation_Type]bool{}
+		}
+		m.mayTypes[orgTypes[t]] = true
+	}
+	var err error
+	if m.mayOrgs, err = odsSet(ic.Orgs); err != nil {
+		return claimMapping{}, fmt.Errorf("orgs: %w", err)
+	}
+	return m, nil
+}
+
+// odsSet returns codes upper case as a set, or nil for none; it fails on a
+// value that is not an ODS code.
+func odsSet(codes []string) (map[string]bool, error) {
+	var set map[string]bool
+	for _, c := range codes {
+		code := strings.ToUpper(c)
+		if !odsCode.MatchString(code) {
+			return nil, fmt.Errorf("%q is not an ODS code", c)
+		}
+		if set == nil {
+			set = map[string]bool{}
+		}
+		set[code] = true
+	}
+	return set, nil
+}
+
+// CheckOrgTypes reports the first value that is not an organisation type
+// ("nhs" or "council").
+func CheckOrgTypes(types []string) error {
+	for _, t := range types {
+		if _, ok := orgTypes[t]; !ok {
+			return fmt.Errorf("%q is not an organisation type (want nhs or council)", t)
+		}
+	}
+	return nil
 }
 
 // principal checks the service's own claims, which the JWT library knows
@@ -116,6 +162,12 @@ func (m *claimMapping) principal(c *tokenClaims) (*Principal, error) {
 	typ, ok := m.orgTypes[orgType]
 	if !ok {
 		return nil, reject("bad org_type")
+	}
+	if m.mayTypes != nil && !m.mayTypes[typ] {
+		return nil, reject("issuer may not vouch for this organisation type")
+	}
+	if m.mayOrgs != nil && !m.mayOrgs[org] {
+		return nil, reject("issuer may not vouch for this organisation")
 	}
 	if !c.claim(m.names.Roles, &roles) {
 		return nil, reject("bad roles")

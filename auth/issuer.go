@@ -47,6 +47,13 @@ type IssuerConfig struct {
 	// OrgTypeMap maps a value of the org type claim, such as "NHS Trust", to
 	// "nhs" or "council", for issuers that do not say those words.
 	OrgTypeMap map[string]string
+	// OrgTypes, when not empty, lists the organisation types ("nhs",
+	// "council") this issuer may vouch for. A token asserting another is
+	// rejected, so that a council's identity provider cannot issue a token
+	// that claims an NHS trust, and with it the trust's part of a plan.
+	OrgTypes []string
+	// Orgs, when not empty, lists the ODS codes this issuer may vouch for.
+	Orgs []string
 }
 
 // issuer holds what one issuer's tokens are checked against. keys is the only

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -35,10 +36,12 @@ func TestTrust(t *testing.T) {
 		socialCareWorker:     {auth.RoleRead},
 	}
 	nhs.OrgTypeMap = map[string]string{"NHS Trust": "nhs"}
+	nhs.OrgTypes = []string{"nhs"}
 	v, err := auth.NewVerifier(auth.Config{
 		Issuers: []auth.IssuerConfig{
 			nhs,
-			{Issuer: issB, Audience: audience, JWKS: mergeJWKS(t, councilKey)},
+			{Issuer: issB, Audience: audience, JWKS: mergeJWKS(t, councilKey),
+				OrgTypes: []string{"council"}, Orgs: []string{"c123", "C999"}},
 		},
 		AllowedOrgs: []string{"RXA", "c123"},
 		Now:         func() time.Time { return now },
@@ -169,6 +172,27 @@ func TestTrust(t *testing.T) {
 			wantIs:  auth.ErrOrgNotAllowed,
 		},
 		{
+			name: "council issuer's token claiming an NHS trust",
+			token: func(t *testing.T) string {
+				return councilToken(t, func(c *auth.Claims) { c.Org, c.OrgType = "RXA", "nhs" })
+			},
+			wantErr: "issuer may not vouch for this organisation type",
+		},
+		{
+			name: "NHS issuer's token claiming a council",
+			token: func(t *testing.T) string {
+				return nhsToken(t, func(c *auth.Claims) { c.Extra["org_kind"] = "council" })
+			},
+			wantErr: "issuer may not vouch for this organisation type",
+		},
+		{
+			name: "council issuer's token for a council it does not vouch for",
+			token: func(t *testing.T) string {
+				return councilToken(t, func(c *auth.Claims) { c.Org = "C456" })
+			},
+			wantErr: "issuer may not vouch for this organisation",
+		},
+		{
 			name: "allow-list ignores case",
 			token: func(t *testing.T) string {
 				return nhsToken(t, func(c *auth.Claims) { c.Extra["nhsid_org"] = "rxa" })
@@ -286,6 +310,16 @@ func TestNewVerifierRejectsBadTrust(t *testing.T) {
 			wantErr: `org type map: "NHS Trust" maps to "hospital"`,
 		},
 		{
+			name:    "issuer org type not an org type",
+			issuers: withURL(srv, func(ic *auth.IssuerConfig) { ic.OrgTypes = []string{"nhs", "trust"} }),
+			wantErr: `org types: "trust" is not an organisation type`,
+		},
+		{
+			name:    "issuer org not an ODS code",
+			issuers: withURL(srv, func(ic *auth.IssuerConfig) { ic.Orgs = []string{"R X"} }),
+			wantErr: `orgs: "R X" is not an ODS code`,
+		},
+		{
 			name:        "allowed organisation not an ODS code",
 			issuers:     withURL(srv, nil),
 			allowedOrgs: []string{"RXA", "R X"},
@@ -303,5 +337,25 @@ func TestNewVerifierRejectsBadTrust(t *testing.T) {
 				t.Errorf("NewVerifier error = %q, want it to contain %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestWarnsOfIssuerWithoutOrgTypes: with several issuers, one that may vouch
+// for any organisation type is named in a warning at start.
+func TestWarnsOfIssuerWithoutOrgTypes(t *testing.T) {
+	var logs bytes.Buffer
+	v, err := auth.NewVerifier(auth.Config{
+		Issuers: []auth.IssuerConfig{
+			{Issuer: issA, Audience: audience, JWKS: mergeJWKS(t, mustSigner(t, auth.NewSigner, "a")), OrgTypes: []string{"nhs"}},
+			{Issuer: issB, Audience: audience, JWKS: mergeJWKS(t, mustSigner(t, auth.NewSigner, "b"))},
+		},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), issB) || strings.Contains(logs.String(), issA) {
+		t.Fatalf("want one warning naming %s only; logs:\n%s", issB, logs.String())
 	}
 }

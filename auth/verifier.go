@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -128,16 +127,13 @@ func NewVerifier(cfg Config) (_ *Verifier, err error) {
 			return nil, fmt.Errorf("auth: issuer %q: %w", ic.Issuer, err)
 		}
 		v.issuers[ic.Issuer] = iss
+		if len(cfg.Issuers) > 1 && len(ic.OrgTypes) == 0 {
+			// Then any one of the issuers can vouch for any organisation.
+			cfg.Logger.Warn("trusted issuer may vouch for both NHS and council organisations; set its org types (org_types in the trust file)", "issuer", ic.Issuer)
+		}
 	}
-	for _, org := range cfg.AllowedOrgs {
-		code := strings.ToUpper(org)
-		if !odsCode.MatchString(code) {
-			return nil, fmt.Errorf("auth: allowed organisation %q is not an ODS code", org)
-		}
-		if v.allowedOrgs == nil {
-			v.allowedOrgs = map[string]bool{}
-		}
-		v.allowedOrgs[code] = true
+	if v.allowedOrgs, err = odsSet(cfg.AllowedOrgs); err != nil {
+		return nil, fmt.Errorf("auth: allowed organisation %w", err)
 	}
 	return v, nil
 }

@@ -41,6 +41,7 @@ func TestConfiguredVerifier(t *testing.T) {
   - issuer: %s
     audience: careplan
     jwks_file: council-jwks.json
+    org_types: [council]
 allowed_orgs: [RXA, C123]
 `, nhsIssuer, srv.URL, councilIssuer))
 
@@ -114,6 +115,11 @@ allowed_orgs: [RXA, C123]
 			name:    "NHS organisation outside the allow-list",
 			token:   token(nhsKey, nhsClaims("RYY", "R8000")),
 			wantErr: auth.ErrOrgNotAllowed,
+		},
+		{
+			name:    "council issuer's genuine token claiming an NHS trust",
+			token:   token(councilKey, auth.Claims{Issuer: councilIssuer, Org: "RXA", OrgType: "nhs", Roles: []string{auth.RoleWrite}}),
+			wantErr: auth.ErrInvalidToken,
 		},
 		{
 			name:    "council issuer's token signed by the NHS key",

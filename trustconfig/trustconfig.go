@@ -12,12 +12,15 @@
 //	    jwks_url: https://identity.nhs.example/.well-known/jwks.json
 //	    claims: {org: nhsid_org, org_type: org_kind, roles: nhsid_roles}
 //	    org_type_map: {"NHS Trust": nhs}
+//	    org_types: [nhs]
 //	    role_map:
 //	      R8000: [careplan:read, careplan:write]
 //	      R0243: [careplan:read]
 //	  - issuer: https://login.council.example
 //	    audience: careplan
 //	    jwks_file: council-jwks.json
+//	    org_types: [council]
+//	    orgs: [C123]
 //	allowed_orgs: [RXA, C123]
 package trustconfig
 
@@ -62,6 +65,8 @@ type Issuer struct {
 	Claims             Claims              `yaml:"claims"`
 	RoleMap            map[string][]string `yaml:"role_map"`
 	OrgTypeMap         map[string]string   `yaml:"org_type_map"`
+	OrgTypes           []string            `yaml:"org_types"`
+	Orgs               []string            `yaml:"orgs"`
 }
 
 // Claims are auth.ClaimNames as the file spells them.
@@ -176,6 +181,9 @@ func (f *File) check(nodes []yaml.Node) error {
 		}
 		if err := auth.CheckOrgTypeMap(iss.OrgTypeMap); err != nil {
 			return bad("org_type_map", fmt.Errorf("org_type_map: %w", err))
+		}
+		if err := auth.CheckOrgTypes(iss.OrgTypes); err != nil {
+			return bad("org_types", fmt.Errorf("org_types: %w", err))
 		}
 	}
 	return nil

@@ -37,12 +37,15 @@ issuers:
     min_refresh_interval: 5m
     claims: {org: nhsid_org, org_type: org_kind, roles: nhsid_roles}
     org_type_map: {"NHS Trust": nhs}
+    org_types: [nhs]
     role_map:
       R8000: [careplan:read, careplan:write]
       R0243: [careplan:read]
   - issuer: https://login.council.example
     audience: careplan
     jwks_file: keys/council-jwks.json
+    org_types: [council]
+    orgs: [C123]
 allowed_orgs: [RXA, C123]
 `
 
@@ -61,6 +64,7 @@ func TestLoad(t *testing.T) {
 				MinRefreshInterval: 5 * time.Minute,
 				Claims:             trustconfig.Claims{Org: "nhsid_org", OrgType: "org_kind", Roles: "nhsid_roles"},
 				OrgTypeMap:         map[string]string{"NHS Trust": "nhs"},
+				OrgTypes:           []string{"nhs"},
 				RoleMap: map[string][]string{
 					"R8000": {auth.RoleRead, auth.RoleWrite},
 					"R0243": {auth.RoleRead},
@@ -71,6 +75,8 @@ func TestLoad(t *testing.T) {
 				Audience: "careplan",
 				// Relative to the file's directory, not the working directory.
 				JWKSFile: filepath.Join(dir, "keys", "council-jwks.json"),
+				OrgTypes: []string{"council"},
+				Orgs:     []string{"C123"},
 			},
 		},
 		AllowedOrgs: []string{"RXA", "C123"},
@@ -129,6 +135,11 @@ func TestLoadErrors(t *testing.T) {
 			name:    "org_type_map target not an org type",
 			yaml:    nhsURL + "    org_type_map: {NHS Trust: hospital}\n",
 			wantErr: "line 5: " + nhsName + `org_type_map: "NHS Trust" maps to "hospital", which is not an organisation type (want nhs or council)`,
+		},
+		{
+			name:    "org_types value not an org type",
+			yaml:    nhsURL + "    org_types: [nhs, trust]\n",
+			wantErr: "line 5: " + nhsName + `org_types: "trust" is not an organisation type (want nhs or council)`,
 		},
 		{
 			name:    "issuer missing",

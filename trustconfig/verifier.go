@@ -23,6 +23,8 @@ func (f *File) VerifierConfig() (auth.Config, error) {
 			Claims:             auth.ClaimNames(iss.Claims),
 			RoleMap:            iss.RoleMap,
 			OrgTypeMap:         iss.OrgTypeMap,
+			OrgTypes:           iss.OrgTypes,
+			Orgs:               iss.Orgs,
 		}
 		if iss.JWKSFile != "" {
 			jwks, err := os.ReadFile(iss.JWKSFile)
