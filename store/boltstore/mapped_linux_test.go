@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +48,18 @@ func mappedRSS(t *testing.T, path string) int64 {
 	return total
 }
 
+// openStore opens a store in a new directory, closed when the test ends.
+func openStore(t *testing.T, opts Options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "careplan.db")
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
 // fill creates n plans of about 4 KB and returns their NHS numbers.
 func fill(t *testing.T, s *Store, from, n int) []string {
 	t.Helper()
@@ -78,12 +91,7 @@ func readAll(t *testing.T, s *Store, nhs []string) map[string][]byte {
 // TestTrimMappedUnmapsAndReadsStillWork: after a trim the data file is no
 // longer resident in the process, and every plan still reads back the same.
 func TestTrimMappedUnmapsAndReadsStillWork(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "careplan.db")
-	s, err := Open(path, Options{MappedBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openStore(t, Options{MappedBytes: -1})
 	nhs := fill(t, s, 1, 1500)
 	before := readAll(t, s, nhs)
 	if got := mappedRSS(t, path); got < 4<<20 {
@@ -109,17 +117,13 @@ func TestTrimMappedUnmapsAndReadsStillWork(t *testing.T) {
 // TestTrimWhileReadingAndGrowing trims over and over while readers check
 // every plan and a writer grows the file (so bbolt remaps it).
 func TestTrimWhileReadingAndGrowing(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "careplan.db")
-	s, err := Open(path, Options{MappedBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, _ := openStore(t, Options{MappedBytes: -1})
 	nhs := fill(t, s, 1, 300)
 	want := readAll(t, s, nhs)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 4 {
+	// repeat runs fn until stop is closed or fn fails.
+	repeat := func(fn func() error) {
 		wg.Go(func() {
 			for {
 				select {
@@ -127,32 +131,30 @@ func TestTrimWhileReadingAndGrowing(t *testing.T) {
 					return
 				default:
 				}
-				for _, n := range nhs {
-					sp, err := s.GetStored(context.Background(), n, "")
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					if !bytes.Equal(sp.Body, want[n]) {
-						t.Error("a plan read back differently while trimming")
-						return
-					}
-				}
-			}
-		})
-	}
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				if _, err := s.trimMapped(0); err != nil {
+				if err := fn(); err != nil {
 					t.Error(err)
 					return
 				}
 			}
-		}
+		})
+	}
+	for range 4 {
+		repeat(func() error {
+			for _, n := range nhs {
+				sp, err := s.GetStored(context.Background(), n, "")
+				if err != nil {
+					return err
+				}
+				if !bytes.Equal(sp.Body, want[n]) {
+					return errors.New("a plan read back differently while trimming")
+				}
+			}
+			return nil
+		})
+	}
+	repeat(func() error {
+		_, err := s.trimMapped(0)
+		return err
 	})
 	size0 := s.FileSize()
 	fill(t, s, 1000, 3000) // about 12 MB more: several remaps
@@ -172,13 +174,8 @@ func (u *unmapCounter) ObserveUnmap(time.Duration)            { u.n.Add(1) }
 // TestMappedBoundLoop: with a bound, the store's own loop unmaps pages, and
 // tells its observer.
 func TestMappedBoundLoop(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "careplan.db")
 	var seen unmapCounter
-	s, err := Open(path, Options{MappedBytes: 1, MappedCheckInterval: 5 * time.Millisecond, Observer: &seen})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := openStore(t, Options{MappedBytes: 1, MappedCheckInterval: 5 * time.Millisecond, Observer: &seen})
 	nhs := fill(t, s, 1, 1500)
 	readAll(t, s, nhs)
 	deadline := time.Now().Add(10 * time.Second)
