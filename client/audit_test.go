@@ -31,16 +31,16 @@ func auditEvents(t *testing.T, c *client.Client, filter client.AuditFilter) []*c
 // (100), then lists them whole and filtered.
 func TestAuditEvents(t *testing.T) {
 	s, tap := start(t)
-	trust := dialAs(t, s, testserver.TrustUser)
-	a := createPlan(t, trust, 1).GetNhsNumber()
-	b := createPlan(t, trust, 2).GetNhsNumber()
+	trust := s.Client(t, testserver.TrustUser)
+	a := testserver.CreatePlan(t, trust, 1).GetNhsNumber()
+	b := testserver.CreatePlan(t, trust, 2).GetNhsNumber()
 	const reads = 100
 	for range reads {
 		if _, err := trust.Get(t.Context(), a); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ig := dialAs(t, s, trustIG)
+	ig := s.Client(t, trustIG)
 
 	all := auditEvents(t, ig, client.AuditFilter{})
 	if len(all) != reads+2 {

@@ -25,9 +25,9 @@ var admin = testserver.Caller{Subject: "ops-1", Org: "RXA", OrgType: "nhs", Role
 // the file) and reads the plan back.
 func TestBackupRestores(t *testing.T) {
 	s, _ := start(t)
-	nhs := createPlan(t, dialAs(t, s, testserver.TrustUser), 1).GetNhsNumber()
+	nhs := testserver.CreatePlan(t, s.Client(t, testserver.TrustUser), 1).GetNhsNumber()
 	var announced int64
-	c := dialAs(t, s, admin, client.WithDialOptions(onBackupChunk(func(r *careplanv1.BackupResponse) {
+	c := s.Client(t, admin, client.WithDialOptions(onBackupChunk(func(r *careplanv1.BackupResponse) {
 		announced = max(announced, r.GetTotalBytes())
 	})))
 
@@ -69,7 +69,7 @@ func TestBackupRestores(t *testing.T) {
 	}
 
 	restored := testserver.StartWith(t, testserver.Settings{Path: path})
-	if _, err := dialAs(t, restored, testserver.TrustUser).Get(t.Context(), nhs); err != nil {
+	if _, err := restored.Client(t, testserver.TrustUser).Get(t.Context(), nhs); err != nil {
 		t.Fatalf("Get from the restored server: %v", err)
 	}
 }
@@ -79,10 +79,10 @@ func TestBackupRestores(t *testing.T) {
 // announced size and Backup must fail rather than pass it off as good.
 func TestBackupDetectsShortStream(t *testing.T) {
 	s, _ := start(t)
-	createPlan(t, dialAs(t, s, testserver.TrustUser), 1)
+	testserver.CreatePlan(t, s.Client(t, testserver.TrustUser), 1)
 	lossy := onBackupChunk(func(r *careplanv1.BackupResponse) { r.Data = r.Data[:len(r.Data)-1] })
 	var buf bytes.Buffer
-	n, err := dialAs(t, s, admin, client.WithDialOptions(lossy)).Backup(t.Context(), &buf)
+	n, err := s.Client(t, admin, client.WithDialOptions(lossy)).Backup(t.Context(), &buf)
 	if err == nil || n != int64(buf.Len()) {
 		t.Fatalf("Backup of a short stream = %d, %v; want an error", n, err)
 	}
@@ -91,7 +91,7 @@ func TestBackupDetectsShortStream(t *testing.T) {
 func TestBackupNeedsAdmin(t *testing.T) {
 	s, _ := start(t)
 	var buf bytes.Buffer
-	n, err := dialAs(t, s, testserver.TrustUser).Backup(t.Context(), &buf)
+	n, err := s.Client(t, testserver.TrustUser).Backup(t.Context(), &buf)
 	if !errors.Is(err, client.ErrPermissionDenied) || n != 0 || buf.Len() != 0 {
 		t.Fatalf("Backup without careplan:admin = %d, %v; want ErrPermissionDenied and nothing written", n, err)
 	}

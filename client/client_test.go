@@ -23,9 +23,9 @@ import (
 // TestFromError decodes errors as the real server sends them.
 func TestFromError(t *testing.T) {
 	s, _ := start(t)
-	trust := dialAs(t, s, testserver.TrustUser)
-	council := dialAs(t, s, testserver.Council)
-	plan := createPlan(t, trust, 1)
+	trust := s.Client(t, testserver.TrustUser)
+	council := s.Client(t, testserver.Council)
+	plan := testserver.CreatePlan(t, trust, 1)
 	current := setWhatMatters(t, trust, plan.GetNhsNumber(), "A newer version.")
 	plain := errors.New("not a status")
 
@@ -159,7 +159,7 @@ func TestErrorsIs(t *testing.T) {
 
 func TestGetDecodesServerError(t *testing.T) {
 	s, _ := start(t)
-	_, err := dialAs(t, s, testserver.TrustUser).Get(t.Context(), fixture.NHSNumber(1))
+	_, err := s.Client(t, testserver.TrustUser).Get(t.Context(), fixture.NHSNumber(1))
 	var e *client.Error
 	if !errors.Is(err, client.ErrNotFound) || !errors.As(err, &e) || e.Reason != "PLAN_NOT_FOUND" {
 		t.Fatalf("Get of a missing plan = %v, want ErrNotFound with reason PLAN_NOT_FOUND", err)
@@ -168,7 +168,7 @@ func TestGetDecodesServerError(t *testing.T) {
 
 func TestCreateGetUpdate(t *testing.T) {
 	s, tap := start(t)
-	c := dialAs(t, s, testserver.TrustUser)
+	c := s.Client(t, testserver.TrustUser)
 	ctx := t.Context()
 	nhs := fixture.NHSNumber(1)
 
@@ -231,8 +231,8 @@ func TestModify(t *testing.T) {
 			s, tap := start(t)
 			trustToken := s.Token(testserver.TrustUser)
 			c := dial(t, s.Addr, client.WithToken(trustToken))
-			other := dialAs(t, s, testserver.Council)
-			nhs := createPlan(t, c, 1).GetNhsNumber()
+			other := s.Client(t, testserver.Council)
+			nhs := testserver.CreatePlan(t, c, 1).GetNhsNumber()
 
 			var runs int
 			var etagsSeen []string
@@ -326,9 +326,9 @@ func TestModifyStopsWhenContextEnds(t *testing.T) {
 		}
 		return err
 	})
-	c := dialAs(t, s, testserver.TrustUser, client.WithDialOptions(cancelAfterAborted))
-	other := dialAs(t, s, testserver.Council)
-	nhs := createPlan(t, c, 1).GetNhsNumber()
+	c := s.Client(t, testserver.TrustUser, client.WithDialOptions(cancelAfterAborted))
+	other := s.Client(t, testserver.Council)
+	nhs := testserver.CreatePlan(t, c, 1).GetNhsNumber()
 	runs := 0
 	_, err := c.Modify(ctx, nhs, func(*careplanv1.CarePlan) error {
 		runs++
@@ -342,7 +342,7 @@ func TestModifyStopsWhenContextEnds(t *testing.T) {
 
 func TestTokens(t *testing.T) {
 	s, tap := start(t)
-	nhs := createPlan(t, dialAs(t, s, testserver.TrustUser), 1).GetNhsNumber()
+	nhs := testserver.CreatePlan(t, s.Client(t, testserver.TrustUser), 1).GetNhsNumber()
 	authHeaders := func() [][]string {
 		var out [][]string
 		for _, c := range tap.callsTo("GetCarePlan") {
@@ -415,8 +415,8 @@ func TestTokens(t *testing.T) {
 // real server's answer shows it was sent.
 func TestWithAccessReason(t *testing.T) {
 	s, tap := start(t)
-	nhs := createPlan(t, dialAs(t, s, testserver.TrustUser), 1).GetNhsNumber()
-	c := dialAs(t, s, testserver.BreakGlass)
+	nhs := testserver.CreatePlan(t, s.Client(t, testserver.TrustUser), 1).GetNhsNumber()
+	c := s.Client(t, testserver.BreakGlass)
 	if _, err := c.Get(t.Context(), nhs); !errors.Is(err, client.ErrPermissionDenied) {
 		t.Fatalf("break-glass Get without a reason = %v, want ErrPermissionDenied", err)
 	}
@@ -434,8 +434,8 @@ func TestWithAccessReason(t *testing.T) {
 // page (100), so History needs two pages.
 func TestHistoryFollowsPages(t *testing.T) {
 	s, tap := start(t)
-	c := dialAs(t, s, testserver.TrustUser)
-	plan := createPlan(t, c, 1)
+	c := s.Client(t, testserver.TrustUser)
+	plan := testserver.CreatePlan(t, c, 1)
 	const versions = 105
 	for i := 2; i <= versions; i++ {
 		plan.WhatMatters = fmt.Sprintf("v%d", i)

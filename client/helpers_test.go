@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/careplan/careplan/client"
-	"github.com/careplan/careplan/internal/fixture"
 	"github.com/careplan/careplan/internal/testserver"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 	"github.com/careplan/careplan/server"
@@ -38,22 +37,6 @@ func dial(t *testing.T, addr string, opts ...client.Option) *client.Client {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-// dialAs connects to s with a token for who.
-func dialAs(t *testing.T, s *testserver.Server, who testserver.Caller, opts ...client.Option) *client.Client {
-	t.Helper()
-	return dial(t, s.Addr, append([]client.Option{client.WithToken(s.Token(who))}, opts...)...)
-}
-
-// createPlan stores the trust's fixture plan for the i-th NHS number.
-func createPlan(t *testing.T, c *client.Client, i int) *careplanv1.CarePlan {
-	t.Helper()
-	plan, err := c.Create(t.Context(), fixture.TrustPlan(fixture.NHSNumber(i)), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return plan
 }
 
 // setWhatMatters writes a new version of the plan as the trust, whatever

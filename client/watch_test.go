@@ -100,12 +100,12 @@ func watchStarts(tap *wiretap) []int64 {
 
 func TestWatchResumesAcrossRestart(t *testing.T) {
 	s, tap := start(t)
-	trust := dialAs(t, s, testserver.TrustUser)
-	nhs := createPlan(t, trust, 1).GetNhsNumber()
+	trust := s.Client(t, testserver.TrustUser)
+	nhs := testserver.CreatePlan(t, trust, 1).GetNhsNumber()
 	for i := range 3 {
 		setWhatMatters(t, trust, nhs, fmt.Sprintf("before %d", i))
 	}
-	w := watchInBackground(t, dialAs(t, s, testserver.Council), 0, nil)
+	w := watchInBackground(t, s.Client(t, testserver.Council), 0, nil)
 	revs := w.next(t, 4)
 
 	s.Restart() // cuts the stream; the watcher must come back by itself
@@ -132,9 +132,9 @@ func TestWatchResumesAcrossRestart(t *testing.T) {
 // the revision the server names, giving fn every revision exactly once.
 func TestWatchResumesAfterTooSlow(t *testing.T) {
 	s, tap := start(t, func(c *server.Config) { c.Watch = server.WatchOptions{SendTimeout: 200 * time.Millisecond} })
-	trust := dialAs(t, s, testserver.TrustUser)
-	nhs := createPlan(t, trust, 1).GetNhsNumber()
-	slow := dialAs(t, s, testserver.Council, client.WithDialOptions(
+	trust := s.Client(t, testserver.TrustUser)
+	nhs := testserver.CreatePlan(t, trust, 1).GetNhsNumber()
+	slow := s.Client(t, testserver.Council, client.WithDialOptions(
 		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10)))
 
 	stalled, written := make(chan struct{}), make(chan struct{})
@@ -211,8 +211,8 @@ func TestWatchRefused(t *testing.T) {
 // again.
 func TestWatchStopsOnFnError(t *testing.T) {
 	s, _ := start(t)
-	trust := dialAs(t, s, testserver.TrustUser)
-	nhs := createPlan(t, trust, 1).GetNhsNumber()
+	trust := s.Client(t, testserver.TrustUser)
+	nhs := testserver.CreatePlan(t, trust, 1).GetNhsNumber()
 	setWhatMatters(t, trust, nhs, "second")
 	setWhatMatters(t, trust, nhs, "third")
 	full := errors.New("disk full")

@@ -56,27 +56,6 @@ func as(t *testing.T, s *testserver.Server, who testserver.Caller) {
 	t.Setenv("CAREPLAN_TOKEN", s.Token(who))
 }
 
-// trust returns a client for the trust, to set up plans.
-func trust(t *testing.T, s *testserver.Server) *client.Client {
-	t.Helper()
-	c, err := client.Dial(t.Context(), s.Addr, client.WithToken(s.Token(testserver.TrustUser)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// createPlan stores the trust's fixture plan for the i-th NHS number.
-func createPlan(t *testing.T, c *client.Client, i int) *careplanv1.CarePlan {
-	t.Helper()
-	plan, err := c.Create(t.Context(), fixture.TrustPlan(fixture.NHSNumber(i)), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return plan
-}
-
 // bump stores a new version of the plan whatever its etag.
 func bump(t *testing.T, c *client.Client, nhs, text string) *careplanv1.CarePlan {
 	t.Helper()
@@ -104,7 +83,7 @@ func decodeError(t *testing.T, r result) errorJSON {
 // CAREPLAN_TOKEN.
 func TestGetPrintsPlanWithProtoNames(t *testing.T) {
 	s := testserver.Start(t)
-	stored := createPlan(t, trust(t, s), 1)
+	stored := testserver.CreatePlan(t, s.Client(t, testserver.TrustUser), 1)
 	nhs := stored.GetNhsNumber()
 	as(t, s, testserver.BreakGlass)
 
@@ -131,8 +110,8 @@ func TestGetPrintsPlanWithProtoNames(t *testing.T) {
 
 func TestErrorsPrintJSON(t *testing.T) {
 	s := testserver.Start(t)
-	c := trust(t, s)
-	stale := createPlan(t, c, 1)
+	c := s.Client(t, testserver.TrustUser)
+	stale := testserver.CreatePlan(t, c, 1)
 	current := bump(t, c, stale.GetNhsNumber(), "A newer version.")
 	staleJSON, err := protojson.Marshal(stale)
 	if err != nil {

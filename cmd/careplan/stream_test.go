@@ -98,8 +98,8 @@ func wantNoTempFiles(t *testing.T, dir string) {
 
 func TestWatchStateResumes(t *testing.T) {
 	s := testserver.Start(t)
-	c := trust(t, s)
-	nhs := createPlan(t, c, 1).GetNhsNumber()
+	c := s.Client(t, testserver.TrustUser)
+	nhs := testserver.CreatePlan(t, c, 1).GetNhsNumber()
 	for i := range 4 {
 		bump(t, c, nhs, fmt.Sprintf("update %d", i))
 	}
@@ -134,9 +134,9 @@ func TestWatchRefused(t *testing.T) {
 
 func TestAudit(t *testing.T) {
 	s := testserver.Start(t)
-	c := trust(t, s)
-	a := createPlan(t, c, 1).GetNhsNumber()
-	createPlan(t, c, 2)
+	c := s.Client(t, testserver.TrustUser)
+	a := testserver.CreatePlan(t, c, 1).GetNhsNumber()
+	testserver.CreatePlan(t, c, 2)
 	if _, err := c.Get(t.Context(), a); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestAudit(t *testing.T) {
 
 func TestBackup(t *testing.T) {
 	s := testserver.Start(t)
-	nhs := createPlan(t, trust(t, s), 1).GetNhsNumber()
+	nhs := testserver.CreatePlan(t, s.Client(t, testserver.TrustUser), 1).GetNhsNumber()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "careplan-backup.db")
 	writeFile(t, file, "an older backup")

@@ -20,6 +20,9 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/careplan/careplan/auth"
+	"github.com/careplan/careplan/client"
+	"github.com/careplan/careplan/internal/fixture"
+	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 	"github.com/careplan/careplan/server"
 	"github.com/careplan/careplan/store/boltstore"
 )
@@ -189,4 +192,27 @@ func (s *Server) Token(c Caller) string {
 func (s *Server) Context(ctx context.Context, c Caller, kv ...string) context.Context {
 	md := metadata.Pairs(append([]string{"authorization", "Bearer " + s.Token(c)}, kv...)...)
 	return metadata.NewOutgoingContext(ctx, md)
+}
+
+// Client dials s with the client library, with a token for who, and closes
+// it when the test ends.
+func (s *Server) Client(t testing.TB, who Caller, opts ...client.Option) *client.Client {
+	t.Helper()
+	c, err := client.Dial(context.Background(), s.Addr, append([]client.Option{client.WithToken(s.Token(who))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// CreatePlan stores the trust's fixture plan for the i-th NHS number
+// through c.
+func CreatePlan(t testing.TB, c *client.Client, i int) *careplanv1.CarePlan {
+	t.Helper()
+	plan, err := c.Create(context.Background(), fixture.TrustPlan(fixture.NHSNumber(i)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plan
 }
