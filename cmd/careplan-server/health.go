@@ -2,19 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/careplan/careplan/client"
 )
 
 // health asks a running server's gRPC health service whether it is
@@ -34,23 +32,9 @@ func health(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	creds := insecure.NewCredentials()
 	if *useTLS {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if *ca != "" {
-			pem, err := os.ReadFile(*ca)
-			if err != nil {
-				return err
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return errors.New("--tls-ca holds no PEM certificates")
-			}
-		}
-		if *cert != "" {
-			pair, err := tls.LoadX509KeyPair(*cert, *key)
-			if err != nil {
-				return err
-			}
-			tc.Certificates = []tls.Certificate{pair}
+		tc, err := client.TLSFiles{CA: *ca, Cert: *cert, Key: *key}.Config()
+		if err != nil {
+			return err
 		}
 		creds = credentials.NewTLS(tc)
 	}

@@ -44,13 +44,20 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	addr, reason   string
-	client         *client.Client
+	// useTLS, or any of tlsFiles, connects with TLS.
+	useTLS   bool
+	tlsFiles client.TLSFiles
+	client   *client.Client
 }
 
 // dispatch parses the global flags and runs the named command.
 func (e *env) dispatch(ctx context.Context, args []string) error {
 	fs := e.flags("careplan")
 	fs.StringVar(&e.addr, "addr", envOr("CAREPLAN_ADDR", defaultAddr), "server `HOST:PORT`")
+	fs.BoolVar(&e.useTLS, "tls", os.Getenv("CAREPLAN_TLS") == "1", "connect with TLS")
+	fs.StringVar(&e.tlsFiles.CA, "tls-ca", os.Getenv("CAREPLAN_TLS_CA"), "CA bundle (PEM) to verify the server")
+	fs.StringVar(&e.tlsFiles.Cert, "tls-cert", os.Getenv("CAREPLAN_TLS_CERT"), "client certificate (PEM), for mutual TLS")
+	fs.StringVar(&e.tlsFiles.Key, "tls-key", os.Getenv("CAREPLAN_TLS_KEY"), "client key (PEM)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -84,6 +91,13 @@ func (e *env) dial(ctx context.Context) (*client.Client, error) {
 	var opts []client.Option
 	if tok := os.Getenv("CAREPLAN_TOKEN"); tok != "" {
 		opts = append(opts, client.WithToken(tok))
+	}
+	if e.useTLS || e.tlsFiles != (client.TLSFiles{}) {
+		cfg, err := e.tlsFiles.Config()
+		if err != nil {
+			return nil, inputError{err}
+		}
+		opts = append(opts, client.WithTLS(cfg))
 	}
 	c, err := client.Dial(ctx, e.addr, opts...)
 	if err != nil {

@@ -119,7 +119,7 @@ func (e *env) exit(err error) int {
 
 func (e *env) usage(w io.Writer) {
 	var b strings.Builder
-	b.WriteString("usage: careplan [--addr HOST:PORT] [--reason TEXT] COMMAND [ARGS]\n\nCommands:\n")
+	b.WriteString("usage: careplan [--addr HOST:PORT] [--tls ...] [--reason TEXT] COMMAND [ARGS]\n\nCommands:\n")
 	for _, c := range commands {
 		fmt.Fprintf(&b, "  %s %s\n      %s\n", c.name, c.synopsis, c.summary)
 	}
@@ -127,10 +127,16 @@ func (e *env) usage(w io.Writer) {
 Global flags:
   --addr HOST:PORT  server address (default $CAREPLAN_ADDR, else ` + defaultAddr + `)
   --reason TEXT     break-glass reason, sent as x-access-reason (also accepted after COMMAND)
+  --tls             connect with TLS, verifying the server against the system's roots
+  --tls-ca FILE     ... or against this CA bundle (PEM); implies --tls
+  --tls-cert FILE   client certificate (PEM) for a server that requires mutual TLS; implies --tls
+  --tls-key FILE    its key (PEM)
 
 Environment:
   CAREPLAN_ADDR   server address
   CAREPLAN_TOKEN  bearer token sent with every call
+  CAREPLAN_TLS=1, CAREPLAN_TLS_CA, CAREPLAN_TLS_CERT, CAREPLAN_TLS_KEY
+                  defaults for the TLS flags
 
 Plans are printed on stdout as protojson with proto field names; watch and
 audit print one such object per line. A failed call prints one JSON object
