@@ -38,10 +38,10 @@ type Options struct {
 	// (see journal.go). Default 4 MiB; negative commits every audit event
 	// to bbolt directly.
 	JournalBytes int64
-	// CheckpointEvents is how many journalled events trigger a checkpoint
-	// into bbolt. Default 256: a checkpoint holds up the calls behind it,
-	// and with 2048 the ListCarePlans p99 was about 0.8 ms worse (4.7-5.1
-	// ms against 4.0-4.2), while CPU per read did not change.
+	// CheckpointEvents is how many journalled events start a background
+	// checkpoint into bbolt. Default 256. A checkpoint that holds up the
+	// calls behind it happens only when the journal is full or a plan is
+	// written, and then it moves only what the last background one left.
 	CheckpointEvents int
 	// MappedBytes bounds the process's file-backed resident memory: past it,
 	// the data file's pages are unmapped (see mapped.go). Default 128 MiB;
@@ -107,8 +107,12 @@ type Store struct {
 	journaled        atomic.Int64
 	checkpointEvents int
 	// retryCheckpointAt is the backlog at which to try again after a
-	// checkpoint failed; 0 when none has. Only the commit loop touches it.
+	// checkpoint failed; 0 when none has. ckptRecs is how many of pending a
+	// background checkpoint is writing (0: none runs), and ckptDone carries
+	// its result. Only the commit loop touches them.
 	retryCheckpointAt int
+	ckptRecs          int
+	ckptDone          chan error
 }
 
 var _ store.Store = (*Store)(nil)
@@ -156,6 +160,7 @@ func Open(path string, opts Options) (*Store, error) {
 		closing:          make(chan struct{}),
 		stopped:          make(chan struct{}),
 		trimStopped:      make(chan struct{}),
+		ckptDone:         make(chan error, 1),
 		checkpointEvents: opts.CheckpointEvents,
 	}
 	var (
