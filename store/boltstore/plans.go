@@ -98,7 +98,7 @@ func (s *Store) putVersionTx(tx *bolt.Tx, old, p *careplanv1.CarePlan, typ carep
 	if err := tx.Bucket(bucketVersions).Put(versionKey(nhs, p.GetVersion()), body); err != nil {
 		return err
 	}
-	if err := tx.Bucket(bucketPlans).Put([]byte(nhs), u64(uint64(p.GetVersion()))); err != nil {
+	if err := tx.Bucket(bucketPlans).Put([]byte(nhs), planEntry(p)); err != nil {
 		return err
 	}
 	if err := indexOrgsTx(tx, old, p); err != nil {
@@ -171,26 +171,61 @@ func (s *Store) Get(_ context.Context, nhs string) (*careplanv1.CarePlan, error)
 	return p, err
 }
 
-// GetStored implements store.Store. Related is one lookup in org_plans,
-// which every write keeps in step with the current version.
+// GetStored implements store.Store. Whether org is related comes from the
+// plan's entry in plans, which every write keeps in step with the current
+// version.
 func (s *Store) GetStored(_ context.Context, nhs, org string) (*store.StoredPlan, error) {
 	var sp *store.StoredPlan
 	err := s.view(func(tx *bolt.Tx) error {
-		related := org != "" && tx.Bucket(bucketOrgPlans).Get(orgPlanKey(strings.ToUpper(org), nhs)) != nil
 		var err error
-		sp, err = storedTx(tx, nhs, related)
+		sp, err = storedTx(tx, nhs, func(entry []byte) bool { return relatedTx(tx, entry, nhs, org) })
 		return err
 	})
 	return sp, err
 }
 
-// storedTx returns the current version of a plan as stored.
-func storedTx(tx *bolt.Tx, nhs string, related bool) (*store.StoredPlan, error) {
-	body, err := currentBodyTx(tx, nhs)
+// storedTx returns the current version of a plan as stored; related
+// answers from the plan's entry in plans.
+func storedTx(tx *bolt.Tx, nhs string, related func(entry []byte) bool) (*store.StoredPlan, error) {
+	body, entry, err := currentBodyTx(tx, nhs)
 	if err != nil {
 		return nil, err
 	}
-	return store.NewStoredPlan(bytes.Clone(body), related) // body lives only as long as the transaction
+	return store.NewStoredPlan(bytes.Clone(body), related(entry)) // body lives only as long as the transaction
+}
+
+// planEntry is a plan's value in plans: the current version, then the ODS
+// code of each related organisation followed by a comma. Reads take
+// relatedness from it, which saves a lookup in org_plans: on a large store
+// with bounded mapped memory, each lookup is a page fault.
+func planEntry(p *careplanv1.CarePlan) []byte {
+	entry := u64(uint64(p.GetVersion()))
+	for _, org := range policy.RelatedOrgs(p) {
+		entry = append(append(entry, org...), ',')
+	}
+	return entry
+}
+
+// relatedTx reports whether org is related to the plan whose entry in plans
+// is entry. An entry written before entries listed organisations, or one
+// with none, falls back to org_plans.
+func relatedTx(tx *bolt.Tx, entry []byte, nhs, org string) bool {
+	org = strings.ToUpper(org)
+	if org == "" {
+		return false
+	}
+	codes := entry[8:]
+	if len(codes) == 0 {
+		return tx.Bucket(bucketOrgPlans).Get(orgPlanKey(org, nhs)) != nil
+	}
+	for len(codes) > 0 {
+		code, rest, _ := bytes.Cut(codes, []byte{','})
+		if string(code) == org {
+			return true
+		}
+		codes = rest
+	}
+	return false
 }
 
 // LookupRequest implements store.Store.
@@ -222,21 +257,23 @@ func lookupRequestTx(tx *bolt.Tx, key string) (*careplanv1.CarePlan, bool, error
 }
 
 func currentTx(tx *bolt.Tx, nhs string) (*careplanv1.CarePlan, error) {
-	return decodePlan(currentBodyTx(tx, nhs))
+	body, _, err := currentBodyTx(tx, nhs)
+	return decodePlan(body, err)
 }
 
 func versionTx(tx *bolt.Tx, nhs string, version int64) (*careplanv1.CarePlan, error) {
 	return decodePlan(versionBodyTx(tx, nhs, version))
 }
 
-// currentBodyTx returns the stored bytes of the current version, valid
-// only while tx is open.
-func currentBodyTx(tx *bolt.Tx, nhs string) ([]byte, error) {
-	v := tx.Bucket(bucketPlans).Get([]byte(nhs))
-	if v == nil {
-		return nil, store.ErrNotFound
+// currentBodyTx returns the stored bytes of the current version and the
+// plan's entry in plans, both valid only while tx is open.
+func currentBodyTx(tx *bolt.Tx, nhs string) (body, entry []byte, err error) {
+	entry = tx.Bucket(bucketPlans).Get([]byte(nhs))
+	if entry == nil {
+		return nil, nil, store.ErrNotFound
 	}
-	return versionBodyTx(tx, nhs, int64(binary.BigEndian.Uint64(v)))
+	body, err = versionBodyTx(tx, nhs, int64(binary.BigEndian.Uint64(entry)))
+	return body, entry, err
 }
 
 func versionBodyTx(tx *bolt.Tx, nhs string, version int64) ([]byte, error) {
@@ -312,7 +349,7 @@ func (s *Store) ListPlans(_ context.Context, q store.PlanQuery) ([]*store.Stored
 			if !matches(sum, q) {
 				continue
 			}
-			p, err := storedTx(tx, nhs, true)
+			p, err := storedTx(tx, nhs, func([]byte) bool { return true })
 			if err != nil {
 				return err
 			}
