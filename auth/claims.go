@@ -124,6 +124,12 @@ func odsSet(codes []string) (map[string]bool, error) {
 	return set, nil
 }
 
+// CheckODSCodes reports the first value that is not an ODS code.
+func CheckODSCodes(codes []string) error {
+	_, err := odsSet(codes)
+	return err
+}
+
 // CheckOrgTypes reports the first value that is not an organisation type
 // ("nhs" or "council").
 func CheckOrgTypes(types []string) error {

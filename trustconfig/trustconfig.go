@@ -185,6 +185,9 @@ func (f *File) check(nodes []yaml.Node) error {
 		if err := auth.CheckOrgTypes(iss.OrgTypes); err != nil {
 			return bad("org_types", fmt.Errorf("org_types: %w", err))
 		}
+		if err := auth.CheckODSCodes(iss.Orgs); err != nil {
+			return bad("orgs", fmt.Errorf("orgs: %w", err))
+		}
 	}
 	return nil
 }

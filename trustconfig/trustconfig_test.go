@@ -142,6 +142,11 @@ func TestLoadErrors(t *testing.T) {
 			wantErr: "line 5: " + nhsName + `org_types: "trust" is not an organisation type (want nhs or council)`,
 		},
 		{
+			name:    "orgs value not an ODS code",
+			yaml:    nhsURL + "    orgs: [RXA, R X]\n",
+			wantErr: "line 5: " + nhsName + `orgs: "R X" is not an ODS code`,
+		},
+		{
 			name:    "issuer missing",
 			yaml:    nhsURL + "  - audience: careplan\n    jwks_file: council.json\n",
 			wantErr: "line 5: issuers[1]: issuer is required",
