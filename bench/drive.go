@@ -44,8 +44,8 @@ type result struct {
 	// Idle and Ticks are the machine's idle and total CPU ticks over the
 	// phase: a phase with idle CPU is bound by waiting, not by the CPU.
 	Idle, Ticks int64
-	// Groups are the careplan store's group commits over the phase.
-	Groups commitGroups
+	// Store holds the careplan store's counters over the phase.
+	Store storeCounters
 }
 
 // IdleShare is the share of the machine's CPU time left idle in the phase.
@@ -86,8 +86,7 @@ func (r *result) add(o *result) {
 	r.ClientCPU += o.ClientCPU
 	r.Idle += o.Idle
 	r.Ticks += o.Ticks
-	r.Groups.Groups += o.Groups.Groups
-	r.Groups.Ops += o.Groups.Ops
+	r.Store.add(o.Store)
 }
 
 // drive runs op from p.Callers goroutines until the phase's bounds are hit.

@@ -156,12 +156,12 @@ func (r *report) print(w io.Writer, total time.Duration) {
 
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "server\tphase\tcallers\tops\terrors\tops/s\tp50 ms\tp99 ms\tmax ms\tserver CPU/op\tclient CPU/op\tidle\tops/fsync")
+	fmt.Fprintln(tw, "server\tphase\tcallers\tops\terrors\tops/s\tp50 ms\tp99 ms\tmax ms\tserver CPU/op\tclient CPU/op\tidle\tops/fsync\tunmaps")
 	var firstErrs []string
 	for _, p := range r.phases {
 		res := p.res
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\n", p.server, res.Name, res.Callers, res.Ops, res.Errors, res.PerSec(),
-			ms(res.Latency.Percentile(0.5)), ms(res.Latency.Percentile(0.99)), ms(res.Latency.Max()), cpuPerOp(res), perOp(res.ClientCPU, res.Ops), 100*res.IdleShare(), opsPerGroup(res.Groups))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%s\t%s\n", p.server, res.Name, res.Callers, res.Ops, res.Errors, res.PerSec(),
+			ms(res.Latency.Percentile(0.5)), ms(res.Latency.Percentile(0.99)), ms(res.Latency.Max()), cpuPerOp(res), perOp(res.ClientCPU, res.Ops), 100*res.IdleShare(), opsPerGroup(res.Store), unmaps(res))
 		if res.FirstErr != nil {
 			firstErrs = append(firstErrs, fmt.Sprintf("%s %s: first error: %v", p.server, res.Name, res.FirstErr))
 		}
@@ -306,11 +306,20 @@ func cpuPerOp(r *result) string {
 }
 
 // opsPerGroup is how many operations shared a commit group (and its fsync).
-func opsPerGroup(g commitGroups) string {
+func opsPerGroup(g storeCounters) string {
 	if g.Groups <= 0 {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f", g.Ops/g.Groups)
+}
+
+// unmaps is how often the store unmapped the data file's pages in the
+// phase, and how long each took.
+func unmaps(r *result) string {
+	if r.Store.Unmaps <= 0 || r.Elapsed <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f/s, %.1f ms", r.Store.Unmaps/r.Elapsed.Seconds(), 1000*r.Store.UnmapSeconds/r.Store.Unmaps)
 }
 
 // perOp is d/ops in µs, or "-" when there is nothing to tell.

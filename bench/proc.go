@@ -69,23 +69,32 @@ type proc struct {
 	metricsAddr string
 }
 
-// commitGroups counts a store's group commits (a bbolt transaction or an
-// audit journal write, each with one fsync) and the operations they held.
-type commitGroups struct{ Groups, Ops float64 }
+// storeCounters are a careplan store's counters from its metrics: group
+// commits (a bbolt transaction or an audit journal write, each with one
+// fsync) and the operations they held; and unmaps of the data file's pages
+// (--max-mapped-mb) and the time they took.
+type storeCounters struct{ Groups, Ops, Unmaps, UnmapSeconds float64 }
 
-func (g commitGroups) since(o commitGroups) commitGroups {
-	return commitGroups{g.Groups - o.Groups, g.Ops - o.Ops}
+func (g storeCounters) since(o storeCounters) storeCounters {
+	return storeCounters{g.Groups - o.Groups, g.Ops - o.Ops, g.Unmaps - o.Unmaps, g.UnmapSeconds - o.UnmapSeconds}
 }
 
-// scrapeGroups reads careplan_store_commit_batch_ops from the server's
-// Prometheus text exposition.
-func scrapeGroups(addr string) (commitGroups, error) {
+func (g *storeCounters) add(o storeCounters) {
+	g.Groups += o.Groups
+	g.Ops += o.Ops
+	g.Unmaps += o.Unmaps
+	g.UnmapSeconds += o.UnmapSeconds
+}
+
+// scrapeStore reads the store counters from the server's Prometheus text
+// exposition.
+func scrapeStore(addr string) (storeCounters, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return commitGroups{}, err
+		return storeCounters{}, err
 	}
 	defer resp.Body.Close()
-	var g commitGroups
+	var g storeCounters
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		name, value, _ := strings.Cut(sc.Text(), " ")
@@ -95,6 +104,10 @@ func scrapeGroups(addr string) (commitGroups, error) {
 			g.Groups = n
 		case "careplan_store_commit_batch_ops_sum":
 			g.Ops = n
+		case "careplan_store_unmaps_total":
+			g.Unmaps = n
+		case "careplan_store_unmap_seconds_total":
+			g.UnmapSeconds = n
 		}
 	}
 	return g, sc.Err()

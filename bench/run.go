@@ -287,12 +287,12 @@ func (b *bench) compare(ctx context.Context, arms ...arm) {
 			var r *result
 			err := b.rep.prof.around(a.profile, func() {
 				cpu0, ok0 := cpuOf(a.srv)
-				g0 := groupsOf(a.srv)
+				g0 := storeCountersOf(a.srv)
 				own0, _ := readCPU(os.Getpid())
 				idle0, ticks0, _ := readIdle()
 				r = drive(ctx, phase{Name: a.name, Callers: a.callers, Duration: slice}, a.op)
 				cpu1, ok1 := cpuOf(a.srv)
-				r.Groups = groupsOf(a.srv).since(g0)
+				r.Store = storeCountersOf(a.srv).since(g0)
 				own1, _ := readCPU(os.Getpid())
 				idle1, ticks1, _ := readIdle()
 				r.CPU, r.HasCPU = cpu1-cpu0, ok0 && ok1
@@ -312,14 +312,14 @@ func (b *bench) compare(ctx context.Context, arms ...arm) {
 	}
 }
 
-// groupsOf reads the commit groups of a careplan server from its metrics;
+// storeCountersOf reads the commit groups of a careplan server from its metrics;
 // zero for any other target.
-func groupsOf(t target) commitGroups {
+func storeCountersOf(t target) storeCounters {
 	if p, ok := t.(*proc); ok && p.metricsAddr != "" {
-		g, _ := scrapeGroups(p.metricsAddr)
+		g, _ := scrapeStore(p.metricsAddr)
 		return g
 	}
-	return commitGroups{}
+	return storeCounters{}
 }
 
 func cpuOf(t target) (time.Duration, bool) {
