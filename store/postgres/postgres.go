@@ -48,6 +48,11 @@ type Store struct {
 	healthMu sync.Mutex
 	onHealth func(writable bool)
 
+	// audits queues AppendAudit calls for auditLoop (unbuffered: a send
+	// succeeds only while the loop runs).
+	audits       chan *auditOp
+	auditStopped chan struct{}
+
 	closing   chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once
@@ -77,6 +82,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool:         pool,
 		listenCfg:    pool.Config(),
 		pollInterval: opts.PollInterval,
+		audits:       make(chan *auditOp),
+		auditStopped: make(chan struct{}),
 		closing:      make(chan struct{}),
 		stopped:      make(chan struct{}),
 	}
@@ -86,6 +93,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	go s.watch()
+	go s.auditLoop()
 	return s, nil
 }
 
@@ -126,6 +134,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		<-s.stopped
+		<-s.auditStopped
 		s.pool.Close()
 	})
 	return nil
