@@ -107,9 +107,7 @@ func (w *writeTx) putVersion(p *careplanv1.CarePlan, typ careplanv1.CarePlanEven
 		stmts = append(stmts, stmt{`INSERT INTO requests (key, nhs, version) VALUES ($1, $2, $3)`, []any{wr.RequestKey, nhs, version}})
 	}
 	for _, st := range stmts {
-		if _, err := w.tx.Exec(w.ctx, st.sql, st.args...); err != nil {
-			return err
-		}
+		w.queue(st.sql, st.args...)
 	}
 	ev := &careplanv1.CarePlanEvent{
 		Type:      typ,
