@@ -45,7 +45,7 @@ type Options struct {
 	CheckpointEvents int
 	// MappedBytes bounds the process's file-backed resident memory: past it,
 	// the data file's pages are unmapped (see mapped.go). Default 128 MiB;
-	// negative for no bound.
+	// negative for no bound. Linux only.
 	MappedBytes int64
 	// MappedCheckInterval is how often MappedBytes is checked. Default
 	// 25ms: under random reads of a large store, pages are mapped at over
@@ -190,7 +190,7 @@ func Open(path string, opts Options) (*Store, error) {
 	s.writable.Store(true)
 	s.probeInterval, s.probeBytes, s.observer = opts.ProbeInterval, opts.ProbeBytes, opts.Observer
 	go s.commitLoop()
-	if opts.MappedBytes >= 0 {
+	if opts.MappedBytes >= 0 && canBoundMapped {
 		go s.trimLoop(opts.MappedBytes, opts.MappedCheckInterval)
 	} else {
 		close(s.trimStopped)

@@ -8,6 +8,9 @@ import (
 	"syscall"
 )
 
+// canBoundMapped says whether Options.MappedBytes can act here.
+const canBoundMapped = true
+
 // fileResident is the process's file-backed (and shared) resident memory:
 // the third field of /proc/self/statm, in pages.
 func fileResident() (int64, error) {

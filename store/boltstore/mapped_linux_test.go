@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,18 +45,6 @@ func mappedRSS(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return total
-}
-
-// openStore opens a store in a new directory, closed when the test ends.
-func openStore(t *testing.T, opts Options) (*Store, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "careplan.db")
-	s, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, path
 }
 
 // fill creates n plans of about 4 KB and returns their NHS numbers.

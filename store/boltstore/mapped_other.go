@@ -4,7 +4,10 @@ package boltstore
 
 import "errors"
 
-// Only Linux has the bound on mapped pages; elsewhere it never triggers.
+// Only Linux has the bound on mapped pages: Open does not start its loop
+// elsewhere.
+const canBoundMapped = false
+
 func fileResident() (int64, error) { return 0, errors.ErrUnsupported }
 
 func dropPages(uintptr, int64) error { return errors.ErrUnsupported }

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -40,4 +41,16 @@ func TestRelatedFromPlanEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("version-only entry")
+}
+
+// openStore opens a store in a new directory, closed when the test ends.
+func openStore(t *testing.T, opts Options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "careplan.db")
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
 }
