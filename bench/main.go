@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench is careplan's benchmark harness. It starts everything it
 // needs (the careplan server as its own process, a bare grpc-go server, a
 // raw bbolt file), loads plans, drives concurrent clients over loopback,
