@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
@@ -55,6 +56,10 @@ func (s *Store) queue(o *op) error {
 	return <-o.done
 }
 
+// gatherYields is how often the commit loop yields the CPU while gathering
+// a group; see commitLoop.
+const gatherYields = 4
+
 func (s *Store) commitLoop() {
 	defer close(s.stopped)
 	batch := make([]*op, 0, s.maxBatch)
@@ -80,15 +85,24 @@ func (s *Store) commitLoop() {
 		case <-s.closing:
 			return
 		}
-		// Take everyone already waiting; never wait for more, so a lone
-		// writer pays no added latency.
+		// Take everyone already waiting. Never wait on a clock, so a lone
+		// writer pays no added latency; but when the queue is empty, yield
+		// the CPU a few times first: a busy server's other goroutines, about
+		// to join, run meanwhile, and Gosched returns at once on an idle
+		// one. Bigger groups mean fewer fsyncs, each costing ~60 µs of CPU
+		// here (reads: 11 -> 17 per fsync and 68 -> 62 µs per read).
+		yields := 0
 	fill:
 		for len(batch) < s.maxBatch {
 			select {
 			case o := <-s.ops:
 				batch = append(batch, o)
 			default:
-				break fill
+				if yields >= gatherYields {
+					break fill
+				}
+				yields++
+				runtime.Gosched()
 			}
 		}
 		s.runBatch(batch)
