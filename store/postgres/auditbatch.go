@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/careplan/careplan/internal/group"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 )
 
@@ -28,9 +29,8 @@ type auditOp struct {
 	done   chan error
 }
 
-// auditLoop appends the queued calls' events until the store closes. It
-// takes everyone already waiting and never waits for more, so a lone
-// caller pays no added latency.
+// auditLoop appends the queued calls' events until the store closes, each
+// group in one transaction (see group.Fill).
 func (s *Store) auditLoop() {
 	defer close(s.auditStopped)
 	batch := make([]*auditOp, 0, maxAuditBatch)
@@ -42,15 +42,7 @@ func (s *Store) auditLoop() {
 		case <-s.closing:
 			return
 		}
-	fill:
-		for len(batch) < maxAuditBatch {
-			select {
-			case o := <-s.audits:
-				batch = append(batch, o)
-			default:
-				break fill
-			}
-		}
+		batch = group.Fill(batch, s.audits, maxAuditBatch)
 		s.appendBatch(batch)
 	}
 }

@@ -1,0 +1,38 @@
+package group
+
+import (
+	"runtime"
+	"slices"
+	"testing"
+)
+
+func TestFillTakesWhatIsQueuedUpToMax(t *testing.T) {
+	ops := make(chan int, 10)
+	for i := range 5 {
+		ops <- i
+	}
+	got := Fill([]int{-1}, ops, 4)
+	if want := []int{-1, 0, 1, 2}; !slices.Equal(got, want) {
+		t.Fatalf("Fill = %v, want %v", got, want)
+	}
+	if len(ops) != 2 {
+		t.Fatalf("%d left queued, want 2", len(ops))
+	}
+	if got := Fill(nil, ops, 10); !slices.Equal(got, []int{3, 4}) {
+		t.Fatalf("second Fill = %v, want [3 4]", got)
+	}
+	if got := Fill(nil, ops, 10); len(got) != 0 {
+		t.Fatalf("Fill on an empty idle queue = %v, want nothing", got)
+	}
+}
+
+// A goroutine that is ready to run and about to queue joins the group: on
+// one P it can only run while Fill yields.
+func TestFillLetsRunnableCallersJoin(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ops := make(chan int, 10)
+	go func() { ops <- 7 }()
+	if got := Fill(nil, ops, 10); !slices.Equal(got, []int{7}) {
+		t.Fatalf("Fill = %v, want [7]: the runnable caller did not get to queue", got)
+	}
+}
