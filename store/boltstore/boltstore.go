@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +49,15 @@ type Options struct {
 	// the data file's pages are unmapped (see mapped.go). Default 128 MiB;
 	// negative for no bound. Linux only.
 	MappedBytes int64
+	// MapAhead is how far past the end of the data file bbolt maps it at
+	// open. While any read transaction is open (a backup, a page of a list)
+	// bbolt cannot remap the file, so a write that grows the file past its
+	// mapping waits for every one of them to end; within the mapping it
+	// does not wait. Mapping ahead costs address space only: unwritten
+	// pages are never touched. Default 1 GiB; negative for none, when
+	// bbolt's own growth steps apply. Ignored on Windows, where bbolt
+	// would grow the file itself to the mapping.
+	MapAhead int64
 	// MappedCheckInterval is how often MappedBytes is checked. Default
 	// 25ms: under random reads of a large store, pages are mapped at over
 	// 1 GB/s (each fault maps up to 16), and this bounds the overshoot.
@@ -117,6 +128,20 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// initialMmapSize is bbolt's InitialMmapSize for Options.MapAhead: the
+// file's size plus ahead, or 0 (bbolt's default) for none. 32-bit builds
+// keep bbolt's default: their address space is too small to spend.
+func initialMmapSize(path string, ahead int64) int {
+	if ahead <= 0 || runtime.GOOS == "windows" || strconv.IntSize < 64 {
+		return 0
+	}
+	var size int64
+	if fi, err := os.Stat(path); err == nil {
+		size = fi.Size()
+	}
+	return int(size + ahead)
+}
+
 // Open opens (or creates) the store file at path.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.MaxBatch <= 0 {
@@ -146,7 +171,10 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
+	if opts.MapAhead == 0 {
+		opts.MapAhead = 1 << 30
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout, InitialMmapSize: initialMmapSize(path, opts.MapAhead)})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("open %s: locked by another process: %w", path, err)
