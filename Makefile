@@ -45,7 +45,7 @@ BENCHFLAGS ?=
 bench:
 	go run ./bench $(BENCHFLAGS)
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s)
+## fuzz: run each fuzz target for FUZZTIME (default 30s; a count such as 50000x also works)
 FUZZTIME ?= 30s
 fuzz:
 	go test ./validate -run=NONE -fuzz=FuzzNHSNumber -fuzztime=$(FUZZTIME)
