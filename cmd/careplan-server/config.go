@@ -33,6 +33,7 @@ type config struct {
 	rateLimit                 float64
 	rateBurst                 int
 	maxMappedMB               int
+	mapAheadMB                int
 	shutdownTimeout           time.Duration
 	logLevel                  slog.Level
 }
@@ -58,6 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Float64Var(&c.rateLimit, "rate-limit", 500, "calls a second allowed to each caller (issuer and subject); 0 turns it off")
 	fs.IntVar(&c.rateBurst, "rate-burst", 1000, "burst of calls allowed to each caller above --rate-limit")
 	fs.IntVar(&c.maxMappedMB, "max-mapped-mb", 128, "MiB of file-backed memory (mostly the bbolt file's mapped pages) before the store unmaps them; they stay in the page cache; 0 for no bound")
+	fs.IntVar(&c.mapAheadMB, "map-ahead-mb", 0, "MiB to map the bbolt file past its end at start, so writes that grow the file need not wait for a running backup; 0 for bbolt's own mapping")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight calls")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: DEBUG, INFO, WARN, ERROR")
 	if err := fs.Parse(args); err != nil {

@@ -31,7 +31,7 @@ func openStore(ctx context.Context, cfg *config, reg *metrics.Registry) (store.S
 	if mapped <= 0 {
 		mapped = -1 // no bound
 	}
-	st, err = boltstore.Open(cfg.data, boltstore.Options{Observer: observer, MappedBytes: mapped})
+	st, err = boltstore.Open(cfg.data, boltstore.Options{Observer: observer, MappedBytes: mapped, MapAhead: int64(cfg.mapAheadMB) << 20})
 	if err != nil {
 		return nil, err
 	}

@@ -53,10 +53,11 @@ type Options struct {
 	// open. While any read transaction is open (a backup, a page of a list)
 	// bbolt cannot remap the file, so a write that grows the file past its
 	// mapping waits for every one of them to end; within the mapping it
-	// does not wait. Mapping ahead costs address space only: unwritten
-	// pages are never touched. Default 1 GiB; negative for none, when
-	// bbolt's own growth steps apply. Ignored on Windows, where bbolt
-	// would grow the file itself to the mapping.
+	// does not wait. Mapping ahead costs address space, and bbolt then
+	// grows the file in 16 MiB steps. Zero or negative: bbolt's own
+	// mapping, which on a store over 1 GB leaves up to the next whole GB.
+	// Ignored on Windows, where bbolt would grow the file to the mapping,
+	// and on 32-bit builds.
 	MapAhead int64
 	// MappedCheckInterval is how often MappedBytes is checked. Default
 	// 25ms: under random reads of a large store, pages are mapped at over
@@ -170,9 +171,6 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	if opts.MapAhead == 0 {
-		opts.MapAhead = 1 << 30
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout, InitialMmapSize: initialMmapSize(path, opts.MapAhead)})
 	if err != nil {
