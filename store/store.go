@@ -118,6 +118,15 @@ type Backuper interface {
 	Backup(ctx context.Context, w io.Writer, size func(int64)) (int64, error)
 }
 
+// RequestPruner is implemented by stores that can forget old request keys,
+// so that idempotency records do not pile up for ever.
+type RequestPruner interface {
+	// PruneRequests forgets up to limit request keys of writes made before
+	// before, oldest first, and reports how many it forgot. A retry with a
+	// forgotten key is a new write. The plans and versions stay.
+	PruneRequests(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
 // Store is the storage contract. Implementations are safe for concurrent use.
 type Store interface {
 	// Create stores the first version of a plan. ErrAlreadyExists if the

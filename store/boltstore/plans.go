@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -115,9 +116,13 @@ func (s *Store) putVersionTx(tx *bolt.Tx, old, p *careplanv1.CarePlan, typ carep
 		return err
 	}
 	if w.RequestKey != "" {
+		at := p.GetUpdateTime().AsTime().UnixNano()
 		rec := binary.BigEndian.AppendUint64([]byte(nhs), uint64(p.GetVersion()))
-		rec = binary.BigEndian.AppendUint64(rec, uint64(p.GetUpdateTime().AsTime().UnixNano()))
+		rec = binary.BigEndian.AppendUint64(rec, uint64(at))
 		if err := tx.Bucket(bucketRequests).Put([]byte(w.RequestKey), rec); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRequestsByTime).Put(requestTimeKey(at, w.RequestKey), nil); err != nil {
 			return err
 		}
 	}
@@ -240,6 +245,36 @@ func (s *Store) LookupRequest(_ context.Context, key string) (*careplanv1.CarePl
 		return err
 	})
 	return p, ok, err
+}
+
+// PruneRequests implements store.RequestPruner: it forgets, oldest first,
+// up to limit request keys of writes made before before. The plans and
+// versions they name stay.
+func (s *Store) PruneRequests(ctx context.Context, before time.Time, limit int) (int, error) {
+	var n int
+	err := s.commit(ctx, func(tx *bolt.Tx) error {
+		n = 0
+		idx, reqs := tx.Bucket(bucketRequestsByTime), tx.Bucket(bucketRequests)
+		end := u64(uint64(before.UnixNano()))
+		var expired [][]byte
+		c := idx.Cursor()
+		for k, _ := c.First(); k != nil && len(expired) < limit && bytes.Compare(k[:8], end) < 0; k, _ = c.Next() {
+			expired = append(expired, bytes.Clone(k))
+		}
+		// Deleting while a cursor walks the bucket can skip keys, and a
+		// key read from a page is only good until the bucket changes.
+		for _, k := range expired {
+			if err := idx.Delete(k); err != nil {
+				return err
+			}
+			if err := reqs.Delete(k[8:]); err != nil {
+				return err
+			}
+		}
+		n = len(expired)
+		return nil
+	})
+	return n, err
 }
 
 func lookupRequestTx(tx *bolt.Tx, key string) (*careplanv1.CarePlan, bool, error) {

@@ -36,6 +36,9 @@ var (
 	bucketAuditByNHS = []byte("audit_by_nhs")
 	// requests: request key → nhs_number + version + unix nanos.
 	bucketRequests = []byte("requests")
+	// requests_by_time: unix nanos (8 bytes) + request key → empty, so
+	// pruning old idempotency records reads only those it deletes.
+	bucketRequestsByTime = []byte("requests_by_time")
 	// org_plans: ods_code + 0x00 + nhs_number → CarePlan summary (status,
 	// coordinator id, next_review_date), so list filters need no plan reads.
 	bucketOrgPlans = []byte("org_plans")
@@ -43,12 +46,12 @@ var (
 
 var allBuckets = [][]byte{
 	bucketMeta, bucketPlans, bucketVersions, bucketRevisions,
-	bucketAudit, bucketAuditByNHS, bucketRequests, bucketOrgPlans,
+	bucketAudit, bucketAuditByNHS, bucketRequests, bucketRequestsByTime, bucketOrgPlans,
 }
 
-// schemaVersion 2 keys audit_by_nhs by epoch; version 1 files are migrated
-// on open.
-const schemaVersion = 2
+// schemaVersion 2 keys audit_by_nhs by epoch; 3 adds requests_by_time.
+// Older files are migrated on open.
+const schemaVersion = 3
 
 // auditEpochBits sets the epoch size of audit_by_nhs: 1024 events.
 const auditEpochBits = 10
@@ -90,16 +93,34 @@ func initSchemaTx(tx *bolt.Tx) error {
 		return errors.New("corrupt schema version")
 	}
 	got := binary.BigEndian.Uint64(v)
-	if got == 1 {
+	if got == 0 || got > schemaVersion {
+		return fmt.Errorf("data file has schema version %d; this build reads %d", got, schemaVersion)
+	}
+	if got < 2 {
 		if err := reindexAuditTx(tx); err != nil {
 			return fmt.Errorf("migrate schema 1 to 2: %w", err)
 		}
-		return meta.Put(keySchema, u64(schemaVersion))
 	}
-	if got != schemaVersion {
-		return fmt.Errorf("data file has schema version %d; this build reads %d", got, schemaVersion)
+	if got < 3 {
+		if err := indexRequestsTx(tx); err != nil {
+			return fmt.Errorf("migrate schema 2 to 3: %w", err)
+		}
 	}
-	return nil
+	if got == schemaVersion {
+		return nil
+	}
+	return meta.Put(keySchema, u64(schemaVersion))
+}
+
+// indexRequestsTx fills requests_by_time from requests.
+func indexRequestsTx(tx *bolt.Tx) error {
+	idx := tx.Bucket(bucketRequestsByTime)
+	return tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
+		if len(v) < 16 {
+			return errors.New("corrupt request record")
+		}
+		return idx.Put(requestTimeKey(int64(binary.BigEndian.Uint64(v[len(v)-8:])), string(k)), nil)
+	})
 }
 
 // reindexAuditTx rebuilds audit_by_nhs in the current key layout from the
@@ -119,6 +140,11 @@ func reindexAuditTx(tx *bolt.Tx) error {
 		}
 		return indexAuditTx(idx, ev.GetNhsNumber(), binary.BigEndian.Uint64(k))
 	})
+}
+
+// requestTimeKey is the unix nanos of a write followed by its request key.
+func requestTimeKey(unixNanos int64, key string) []byte {
+	return append(u64(uint64(unixNanos)), key...)
 }
 
 func u64(n uint64) []byte {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
@@ -176,6 +177,16 @@ func (s *Store) GetStored(ctx context.Context, nhs, org string) (*store.StoredPl
 func (s *Store) LookupRequest(ctx context.Context, key string) (*careplanv1.CarePlan, bool, error) {
 	p, ok, err := lookupRequest(ctx, s.pool, key)
 	return p, ok, s.mapErr(ctx, err)
+}
+
+// PruneRequests implements store.RequestPruner.
+func (s *Store) PruneRequests(ctx context.Context, before time.Time, limit int) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM requests WHERE key IN
+		(SELECT key FROM requests WHERE created < $1 ORDER BY created LIMIT $2)`, before, limit)
+	if err != nil {
+		return 0, s.mapErr(ctx, err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // querier is a pool or a transaction.

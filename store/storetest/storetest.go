@@ -43,6 +43,7 @@ func Run(t *testing.T, h Harness) {
 		{"UpdateMissing", testUpdateMissing},
 		{"VersionsKept", testVersionsKept},
 		{"RequestIdempotency", testRequestIdempotency},
+		{"PruneRequests", testPruneRequests},
 		{"ListPlansByOrg", testListPlansByOrg},
 		{"ListPlansFiltersAndPages", testListPlansPages},
 		{"AuditChain", testAuditChain},
@@ -325,6 +326,58 @@ func testRequestIdempotency(t *testing.T, h Harness) {
 	// Each call, retries included, is audited.
 	if n := len(allAudit(t, s, store.AuditQuery{NhsNumber: nhs})); n != 4 {
 		t.Fatalf("audit events = %d, want 4", n)
+	}
+}
+
+func testPruneRequests(t *testing.T, h Harness) {
+	s := h.Open(t)
+	ctx := context.Background()
+	if _, ok := s.(store.RequestPruner); !ok {
+		t.Fatalf("%T does not implement store.RequestPruner", s)
+	}
+	key := func(i int) string { return fmt.Sprintf("nurse-1/create/p%d", i) }
+	write := func(i int) (*careplanv1.CarePlan, error) {
+		return s.Create(ctx, store.Write{Plan: fixture.Plan(fixture.NHSNumber(20 + i)), Actor: trustActor, RequestKey: key(i), Audit: auditFor(trustActor, "Create")})
+	}
+	for i := range 3 {
+		if _, err := write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := time.Now()
+	if _, err := write(3); err != nil {
+		t.Fatal(err)
+	}
+	prune := func(limit, want int) {
+		t.Helper()
+		if n, err := s.(store.RequestPruner).PruneRequests(ctx, before, limit); n != want || err != nil {
+			t.Fatalf("PruneRequests(limit %d) = %d, %v; want %d", limit, n, err, want)
+		}
+	}
+	found := func(i int) bool {
+		t.Helper()
+		_, ok, err := s.LookupRequest(ctx, key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	prune(2, 2)
+	if found(0) || found(1) || !found(2) {
+		t.Fatalf("after pruning 2: keys found %v %v %v; want the two oldest gone", found(0), found(1), found(2))
+	}
+	prune(10, 1)
+	prune(10, 0)
+	s = h.Reopen(t, s)
+	if found(2) || !found(3) {
+		t.Fatal("after pruning and a restart: the old key is still found, or the new one is lost")
+	}
+	// The plans stay; a retry with a forgotten key is a new write.
+	if p, err := s.Get(ctx, fixture.NHSNumber(20)); err != nil || p.GetVersion() != 1 {
+		t.Fatalf("Get after pruning = %v, %v", p, err)
+	}
+	if _, err := write(0); !errors.Is(err, store.ErrAlreadyExists) {
+		t.Fatalf("retried Create with a pruned key = %v; want ErrAlreadyExists", err)
 	}
 }
 
