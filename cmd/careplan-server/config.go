@@ -35,6 +35,7 @@ type config struct {
 	maxMappedMB               int
 	mapAheadMB                int
 	shutdownTimeout           time.Duration
+	requestRetention          time.Duration
 	logLevel                  slog.Level
 }
 
@@ -60,6 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.rateBurst, "rate-burst", 1000, "burst of calls allowed to each caller above --rate-limit")
 	fs.IntVar(&c.maxMappedMB, "max-mapped-mb", 128, "MiB of file-backed memory (mostly the bbolt file's mapped pages) before the store unmaps them; they stay in the page cache; 0 for no bound")
 	fs.IntVar(&c.mapAheadMB, "map-ahead-mb", 0, "MiB to map the bbolt file past its end at start, so writes that grow the file need not wait for a running backup; 0 for bbolt's own mapping")
+	fs.DurationVar(&c.requestRetention, "request-retention", 7*24*time.Hour, "how long a request_id keeps retries of its write safe; older keys are forgotten, and a retry with one is a new write; 0 keeps them for ever")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long SIGTERM waits for in-flight calls")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: DEBUG, INFO, WARN, ERROR")
 	if err := fs.Parse(args); err != nil {
@@ -81,6 +83,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	})
 	if err := checkStoreFlag(c.storeURL); err != nil {
 		return nil, err
+	}
+	if c.requestRetention < 0 {
+		return nil, fmt.Errorf("%w: --request-retention must not be negative (0 keeps request keys for ever)", errUsage)
 	}
 	if c.dev {
 		if err := requireLoopback(c.addr); err != nil {

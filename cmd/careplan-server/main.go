@@ -21,6 +21,7 @@ import (
 	"github.com/careplan/careplan/internal/logbuf"
 	"github.com/careplan/careplan/metrics"
 	"github.com/careplan/careplan/server"
+	"github.com/careplan/careplan/store"
 )
 
 func main() {
@@ -90,6 +91,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, ready cha
 		return err
 	}
 	defer st.Close()
+	if p, ok := st.(store.RequestPruner); ok && cfg.requestRetention > 0 {
+		pruneCtx, stopPruning := context.WithCancel(ctx)
+		pruned := make(chan struct{})
+		go func() {
+			defer close(pruned)
+			pruneRequests(pruneCtx, p, cfg.requestRetention, logger)
+		}()
+		// Before the store closes (defers run last first).
+		defer func() { stopPruning(); <-pruned }()
+	}
 	if cfg.metricsAddr != "" {
 		maddr, _, err := reg.Serve(ctx, cfg.metricsAddr)
 		if err != nil {

@@ -45,6 +45,7 @@ func TestFlagErrors(t *testing.T) {
 		{"jwks without issuer", []string{"--jwks", "keys.json"}, "--jwks and --issuer (or --config) are required"},
 		{"dev mode off loopback", []string{"--dev", "--addr", "0.0.0.0:50051"}, "loopback only"},
 		{"tls key without cert", []string{"--dev", "--tls-key", "k.pem"}, "--tls-cert and --tls-key go together"},
+		{"negative request retention", []string{"--dev", "--request-retention", "-1h"}, "--request-retention must not be negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
