@@ -226,11 +226,11 @@ func Open(path string, opts Options) (*Store, error) {
 
 // recoverJournal checkpoints the events a crash left in the journal.
 func (s *Store) recoverJournal(path string, storeID []byte) error {
-	recs, err := readJournal(path, storeID)
+	recs, lost, err := readJournal(path, storeID)
 	if err != nil {
 		return err
 	}
-	if s.pending, err = after(recs, s.chain.seq, s.chain.head); err != nil {
+	if s.pending, err = after(recs, lost, s.chain.seq, s.chain.head); err != nil {
 		return err
 	}
 	return s.checkpoint()

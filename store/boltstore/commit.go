@@ -194,14 +194,14 @@ func chainOf(tx *bolt.Tx) chainState {
 	return chainState{seq: tx.Bucket(bucketAudit).Sequence(), head: bytes.Clone(tx.Bucket(bucketMeta).Get(keyAuditHead))}
 }
 
-// journalBatch makes the events of batch durable in the journal with one
-// write and one fdatasync. It reports false, having changed nothing, when
+// journalBatch makes the events of batch durable in the journal as one
+// group, with one write and one fdatasync. It reports false, having changed nothing, when
 // they would not fit even in an empty journal; the caller then commits
 // them to bbolt.
 func (s *Store) journalBatch(batch []*op) bool {
 	results := make([]error, len(batch))
 	chain := s.chain
-	buf := s.journal.buf[:0]
+	buf := startGroup(s.journal.buf)
 	recs := make([]journalRecord, 0, len(batch))
 	for i, o := range batch {
 		// Nothing is recorded for a caller whose deadline has passed.
@@ -226,6 +226,7 @@ func (s *Store) journalBatch(batch []*op) bool {
 		deliver(batch, results)
 		return true
 	}
+	sealGroup(buf, len(recs), recs[0].seq)
 	if !s.journal.holds(len(buf)) {
 		return false
 	}

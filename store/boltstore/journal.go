@@ -31,14 +31,24 @@ import (
 // again from its beginning. Open replays what a crash left.
 //
 // The file starts with a header: journalMagic and the data file's store id
-// (see keyStoreID), then zeros to journalHeader bytes. A record is: length
-// (4 bytes) | CRC-32C of the event (4 bytes) | the
-// event as store.MarshalAudit encodes it (sequence and prev_hash set).
-// After a rewind, older records remain behind the new ones. Reading stops
-// at the first record that is torn, fails its checksum, or does not carry
-// the next sequence and the hash of the record before it. Records left
-// from before a rewind carry older sequences; records left from a write
-// whose sync failed carry the hash of an event that was never kept.
+// (see keyStoreID), then zeros to journalHeader bytes. Each group commit is
+// one group: a group header (see sealGroup) and its records. A record is:
+// length (4 bytes) | CRC-32C of the event (4 bytes) | the event as
+// store.MarshalAudit encodes it (sequence and prev_hash set).
+//
+// After a rewind, older groups remain behind the new ones. Reading stops at
+// the first group that is torn or fails its checksum, or whose first event
+// does not carry the next sequence and the hash of the event before it.
+// Groups left from before a rewind carry older sequences; a group left from
+// a write whose sync failed carries the hash of an event that was never
+// kept.
+//
+// Only the last group can be torn by a crash: the next one is written only
+// after its sync. So a damaged group followed by the intact group its
+// header says comes next was acknowledged and then damaged on disk. Its
+// events are lost; Open refuses to go on without them unless the data file
+// already holds them (see after). Journals of format 1, without groups,
+// are still read, so a store that crashed under an older build recovers.
 
 // JournalSuffix names the audit journal: the data file's path plus this.
 const JournalSuffix = ".audit-journal"
@@ -48,13 +58,37 @@ const recordHeader = 8
 // journalHeader is the size of the file header; records follow it.
 const journalHeader = 32
 
-var journalMagic = []byte("CPAUDJ01")
+var (
+	journalMagic   = []byte("CPAUDJ02")
+	journalMagicV1 = []byte("CPAUDJ01") // records without groups
+)
 
-func headerFor(storeID []byte) []byte {
+func headerFor(storeID []byte) []byte { return header(journalMagic, storeID) }
+
+func header(magic, storeID []byte) []byte {
 	h := make([]byte, journalHeader)
-	copy(h, journalMagic)
-	copy(h[len(journalMagic):], storeID)
+	copy(h, magic)
+	copy(h[len(magic):], storeID)
 	return h
+}
+
+// groupHeader is the size of a group's header: the length of its records
+// (4 bytes) | how many (4) | the sequence of the first (8) | CRC-32C of
+// these 16 bytes and the records (4).
+const groupHeader = 20
+
+// startGroup begins a group on buf[:0]; records are appended after it, and
+// sealGroup then fills its header in.
+func startGroup(buf []byte) []byte { return append(buf[:0], make([]byte, groupHeader)...) }
+
+// sealGroup fills in the header of the group buf holds: count records, the
+// first with sequence first.
+func sealGroup(buf []byte, count int, first uint64) {
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-groupHeader))
+	binary.BigEndian.PutUint32(buf[4:], uint32(count))
+	binary.BigEndian.PutUint64(buf[8:], first)
+	sum := crc32.Update(crc32.Checksum(buf[:16], castagnoli), castagnoli, buf[groupHeader:])
+	binary.BigEndian.PutUint32(buf[16:], sum)
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -155,22 +189,102 @@ func (j *journal) rewind() { j.off = journalHeader }
 
 func (j *journal) Close() error { return j.f.Close() }
 
+// seqRange is the events first up to, not including, end.
+type seqRange struct{ first, end uint64 }
+
 // readJournal returns the run of records at the start of the journal at
 // path: contiguous sequences, each intact. A missing file holds none, and
-// so does one written for another data file.
-func readJournal(path string, storeID []byte) ([]journalRecord, error) {
+// so does one written for another data file. lost lists the events of
+// groups that were acknowledged and then damaged (see the file comment).
+func readJournal(path string, storeID []byte) (recs []journalRecord, lost []seqRange, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read audit journal: %w", err)
+		return nil, nil, fmt.Errorf("read audit journal: %w", err)
 	}
-	if len(b) < journalHeader || !bytes.Equal(b[:journalHeader], headerFor(storeID)) {
-		return nil, nil
+	if len(b) < journalHeader {
+		return nil, nil, nil
 	}
-	b = b[journalHeader:]
-	var out []journalRecord
+	switch h := b[:journalHeader]; {
+	case bytes.Equal(h, headerFor(storeID)):
+		recs, lost = readGroups(b[journalHeader:])
+		return recs, lost, nil
+	case bytes.Equal(h, header(journalMagicV1, storeID)):
+		recs, _ = readRecords(b[journalHeader:], nil)
+		return recs, nil, nil
+	}
+	return nil, nil, nil
+}
+
+// readGroups reads groups from the start of b while each continues the
+// chain, stepping over damaged groups that were acknowledged.
+func readGroups(b []byte) (recs []journalRecord, lost []seqRange) {
+	var expect uint64 // the next sequence; 0 before the first group
+	afterGap := false // the chain hash cannot be checked across lost events
+	for {
+		g := parseGroup(b)
+		if g.intact {
+			if len(recs) > 0 && !afterGap && !follows(recs[len(recs)-1], g.first, g.recs[0].prevHash) {
+				return recs, lost // left from before a rewind, or from a failed write
+			}
+			recs, afterGap = append(recs, g.recs...), false
+			expect = g.first + uint64(g.count)
+			b = b[g.size:]
+			continue
+		}
+		// Damaged, or the end. Acknowledged only if the group after it is
+		// intact and carries on from it.
+		if g.size == 0 || g.count == 0 || (expect != 0 && g.first != expect) {
+			return recs, lost
+		}
+		expect = g.first + uint64(g.count)
+		if next := parseGroup(b[g.size:]); !next.intact || next.first != expect {
+			return recs, lost
+		}
+		lost = append(lost, seqRange{g.first, expect})
+		afterGap = true
+		b = b[g.size:]
+	}
+}
+
+type journalGroup struct {
+	// size is the header's length plus the records', when they fit in the
+	// file (else 0); count and first are what the header says.
+	size   int
+	count  int
+	first  uint64
+	intact bool
+	recs   []journalRecord
+}
+
+// parseGroup reads the group at the start of b.
+func parseGroup(b []byte) journalGroup {
+	if len(b) < groupHeader {
+		return journalGroup{}
+	}
+	n := uint64(binary.BigEndian.Uint32(b))
+	g := journalGroup{count: int(binary.BigEndian.Uint32(b[4:])), first: binary.BigEndian.Uint64(b[8:])}
+	if n == 0 || n > uint64(len(b)-groupHeader) {
+		return g // zeros past the end of what was written, or torn
+	}
+	g.size = groupHeader + int(n)
+	body := b[groupHeader:g.size]
+	if crc32.Update(crc32.Checksum(b[:16], castagnoli), castagnoli, body) != binary.BigEndian.Uint32(b[16:]) {
+		return g
+	}
+	recs, rest := readRecords(body, nil)
+	if len(rest) > 0 || g.count == 0 || len(recs) != g.count || recs[0].seq != g.first {
+		return g
+	}
+	g.recs, g.intact = recs, true
+	return g
+}
+
+// readRecords reads the records at the start of b while each is intact and
+// follows the one before; rest is what it did not read.
+func readRecords(b []byte, out []journalRecord) (recs []journalRecord, rest []byte) {
 	for len(b) >= recordHeader {
 		n := binary.BigEndian.Uint32(b)
 		if n == 0 || uint64(n) > uint64(len(b)-recordHeader) {
@@ -191,7 +305,7 @@ func readJournal(path string, storeID []byte) ([]journalRecord, error) {
 		out = append(out, journalRecord{seq: seq, body: bytes.Clone(body), nhs: ev.GetNhsNumber(), prevHash: ev.GetPrevHash()})
 		b = b[recordHeader+n:]
 	}
-	return out, nil
+	return out, b
 }
 
 // follows reports whether an event with seq and prevHash comes right after
@@ -202,9 +316,15 @@ func follows(prev journalRecord, seq uint64, prevHash []byte) bool {
 }
 
 // after returns the records that follow sequence seq with chain head head,
-// or an error if the journal holds later events that do not continue it:
-// a data file restored from a backup beside a newer journal, say.
-func after(recs []journalRecord, seq uint64, head []byte) ([]journalRecord, error) {
+// or an error if the journal holds later events that do not continue it (a
+// data file restored from a backup beside a newer journal, say), or lost
+// events the data file lacks.
+func after(recs []journalRecord, lost []seqRange, seq uint64, head []byte) ([]journalRecord, error) {
+	for _, l := range lost {
+		if l.end > seq+1 {
+			return nil, fmt.Errorf("audit journal is damaged: events %d to %d were acknowledged, but their records no longer read back, and the data file ends at event %d. Restore the data file and its %s file from a backup; or, to go on without those events, move the %s file aside (the audit chain then carries on from event %d)", max(l.first, seq+1), l.end-1, seq, JournalSuffix, JournalSuffix, seq)
+		}
+	}
 	for i, r := range recs {
 		if r.seq <= seq {
 			continue

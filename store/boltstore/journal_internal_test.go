@@ -1,10 +1,15 @@
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,37 +37,122 @@ func chained(t *testing.T, seq uint64, head []byte, subject string, n int) (bodi
 	return bodies
 }
 
+// groupOf frames bodies, whose first event has sequence first, as one
+// journal group.
+func groupOf(first uint64, bodies ...[]byte) []byte {
+	buf := startGroup(nil)
+	for _, b := range bodies {
+		buf = appendRecord(buf, b)
+	}
+	sealGroup(buf, len(bodies), first)
+	return buf
+}
+
+func writeJournal(t *testing.T, parts ...[]byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "j")
+	if err := os.WriteFile(path, append(bytes.Join(parts, nil), make([]byte, 64)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+var testStoreID = []byte("0123456789abcdef")
+
 func TestReadJournalStopsAtABrokenLink(t *testing.T) {
 	// Events 1-3 written; then a write of 3-5 whose sync failed (so 3 was
-	// numbered again by the next, successful write of 3 alone). The record
-	// after the new 3 is the failed 4: the right sequence, the wrong hash.
+	// numbered again by the next, successful write of 3 alone). What
+	// follows the new 3 is left from the failed write: the right sequence,
+	// the wrong hash.
 	good := chained(t, 0, nil, "kept", 3)
 	sum := sha256.Sum256(good[1])
 	failed := chained(t, 2, sum[:], "failed", 3)
-	id := []byte("0123456789abcdef")
-	buf := headerFor(id)
-	for _, b := range good {
-		buf = appendRecord(buf, b)
+
+	t.Run("groups", func(t *testing.T) {
+		failedGroup := groupOf(3, failed...)
+		rewritten := groupOf(3, good[2])
+		path := writeJournal(t, headerFor(testStoreID), groupOf(1, good[:2]...), rewritten, failedGroup[len(rewritten):])
+		recs, lost, err := readJournal(path, testStoreID)
+		if err != nil || len(lost) != 0 || len(recs) != 3 || recs[2].seq != 3 {
+			t.Fatalf("read %d records, lost %v, %v; want the 3 kept ones", len(recs), lost, err)
+		}
+		// The same file read for another data file holds nothing.
+		if recs, _, err := readJournal(path, []byte("another store id")); err != nil || len(recs) != 0 {
+			t.Fatalf("journal of another store: %d records, %v; want none", len(recs), err)
+		}
+	})
+	t.Run("format 1", func(t *testing.T) {
+		var buf []byte
+		for _, b := range good {
+			buf = appendRecord(buf, b)
+		}
+		// The failed write had put 3, 4, 5 after 2; the successful one
+		// then rewrote 3 in the same place.
+		buf = appendRecord(buf, failed[1])
+		buf = appendRecord(buf, failed[2])
+		recs, lost, err := readJournal(writeJournal(t, header(journalMagicV1, testStoreID), buf), testStoreID)
+		if err != nil || len(lost) != 0 || len(recs) != 3 || recs[2].seq != 3 {
+			t.Fatalf("read %d records, lost %v, %v; want the 3 kept ones", len(recs), lost, err)
+		}
+	})
+}
+
+// TestReadJournalDamagedGroup: a damaged group is dropped as torn when it
+// is the last, and reported lost when the group after it carries on.
+func TestReadJournalDamagedGroup(t *testing.T) {
+	evs := chained(t, 0, nil, "nurse-1", 5)
+	g1, g2, g3 := groupOf(1, evs[:2]...), groupOf(3, evs[2]), groupOf(4, evs[3:]...)
+	damaged := func(g []byte) []byte {
+		d := bytes.Clone(g)
+		d[len(d)-1] ^= 0xff // the last byte of its last event
+		return d
 	}
-	// The failed write had put 3, 4, 5 after 2; the successful one then
-	// rewrote 3 in the same place.
-	tail := appendRecord(nil, failed[1])
-	tail = appendRecord(tail, failed[2])
-	buf = append(buf, tail...)
-	path := filepath.Join(t.TempDir(), "j")
-	if err := os.WriteFile(path, append(buf, make([]byte, 64)...), 0o600); err != nil {
-		t.Fatal(err)
+	sum := sha256.Sum256(evs[2])
+	head3 := sum[:]
+	stale := groupOf(1, evs[0]) // from before a rewind
+
+	tests := []struct {
+		name      string
+		groups    [][]byte
+		wantSeqs  []uint64
+		wantLost  []seqRange
+		afterSeq  uint64 // where the data file ends
+		afterHead []byte
+		wantRest  int    // records after it to replay
+		wantErr   string // or the error after gives
+	}{
+		{"intact", [][]byte{g1, g2, g3}, []uint64{1, 2, 3, 4, 5}, nil, 0, nil, 5, ""},
+		{"last group torn", [][]byte{g1, g2, damaged(g3)}, []uint64{1, 2, 3}, nil, 0, nil, 3, ""},
+		{"middle group damaged", [][]byte{g1, damaged(g2), g3}, []uint64{1, 2, 4, 5}, []seqRange{{3, 4}}, 0, nil, 0, "events 3 to 3 were acknowledged"},
+		{"damaged group the data file holds", [][]byte{g1, damaged(g2), g3}, []uint64{1, 2, 4, 5}, []seqRange{{3, 4}}, 3, head3, 2, ""},
+		{"first group damaged", [][]byte{damaged(g1), g2, g3}, []uint64{3, 4, 5}, []seqRange{{1, 3}}, 0, nil, 0, "events 1 to 2 were acknowledged"},
+		{"damaged group before a stale one", [][]byte{g1, damaged(g2), stale}, []uint64{1, 2}, nil, 0, nil, 2, ""},
 	}
-	recs, err := readJournal(path, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(recs) != 3 || recs[2].seq != 3 {
-		t.Fatalf("read %d records; want the 3 kept ones", len(recs))
-	}
-	// The same file read for another data file holds nothing.
-	if recs, err := readJournal(path, []byte("another store id")); err != nil || len(recs) != 0 {
-		t.Fatalf("journal of another store: %d records, %v; want none", len(recs), err)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeJournal(t, append([][]byte{headerFor(testStoreID)}, tc.groups...)...)
+			recs, lost, err := readJournal(path, testStoreID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var seqs []uint64
+			for _, r := range recs {
+				seqs = append(seqs, r.seq)
+			}
+			if !slices.Equal(seqs, tc.wantSeqs) || !slices.Equal(lost, tc.wantLost) {
+				t.Fatalf("read events %v, lost %v; want %v, lost %v", seqs, lost, tc.wantSeqs, tc.wantLost)
+			}
+			rest, err := after(recs, lost, tc.afterSeq, tc.afterHead)
+			if tc.wantErr == "" {
+				if err != nil || len(rest) != tc.wantRest {
+					t.Fatalf("after the data file's %d events: %d records, %v; want %d", tc.afterSeq, len(rest), err, tc.wantRest)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("after: %v; want an error saying %q", err, tc.wantErr)
+			}
+		})
 	}
 }
 
@@ -102,34 +192,107 @@ func TestBackgroundCheckpointThenCrash(t *testing.T) {
 		t.Fatalf("bbolt holds events up to %d, want %d", inBolt, n-left)
 	}
 
-	img := filepath.Join(t.TempDir(), "crashed.db")
-	for _, suffix := range []string{"", JournalSuffix} {
-		b, err := os.ReadFile(path + suffix)
+	// The journal holds every event, one group each. Damage to a group
+	// whose event bbolt already holds loses nothing; damage to one it
+	// lacks stops the store from opening, and says which events.
+	for _, damage := range []int{0, 3, int(n - left + 2)} {
+		img := filepath.Join(t.TempDir(), "crashed.db")
+		for _, suffix := range []string{"", JournalSuffix} {
+			b, err := os.ReadFile(path + suffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if suffix != "" && damage > 0 {
+				damageGroup(t, b, damage)
+			}
+			if err := os.WriteFile(img+suffix, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if damage > int(n-left) {
+			want := fmt.Sprintf("events %d to %d were acknowledged", damage, damage)
+			if _, err := VerifyAudit(img); err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("VerifyAudit with event %d damaged: %v; want %q", damage, err, want)
+			}
+			if c, err := Open(img, Options{MappedBytes: -1}); err == nil || !strings.Contains(err.Error(), want) {
+				if err == nil {
+					c.Close()
+				}
+				t.Fatalf("Open with event %d damaged: %v; want %q", damage, err, want)
+			}
+			continue
+		}
+		if got, err := VerifyAudit(img); err != nil || got != n {
+			t.Fatalf("VerifyAudit of the crash image (damaged group %d): %d events, %v; want %d", damage, got, err, n)
+		}
+		c, err := Open(img, Options{MappedBytes: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(img+suffix, b, 0o600); err != nil {
+		evs, _, err := c.ListAudit(context.Background(), store.AuditQuery{Limit: 100})
+		c.Close()
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if got, err := VerifyAudit(img); err != nil || got != n {
-		t.Fatalf("VerifyAudit of the crash image: %d events, %v; want %d", got, err, n)
-	}
-	c, err := Open(img, Options{MappedBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	evs, _, err := c.ListAudit(context.Background(), store.AuditQuery{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) != n {
-		t.Fatalf("%d events after replay, want %d", len(evs), n)
-	}
-	for i, ev := range evs {
-		if ev.GetSequence() != int64(i+1) {
-			t.Fatalf("event %d has sequence %d", i, ev.GetSequence())
+		if len(evs) != n {
+			t.Fatalf("%d events after replay (damaged group %d), want %d", len(evs), damage, n)
 		}
+		for i, ev := range evs {
+			if ev.GetSequence() != int64(i+1) {
+				t.Fatalf("event %d has sequence %d", i, ev.GetSequence())
+			}
+		}
+	}
+}
+
+// damageGroup flips a byte in the last record of the k-th group (from 1)
+// of the journal file b.
+func damageGroup(t *testing.T, b []byte, k int) {
+	t.Helper()
+	off := journalHeader
+	for range k - 1 {
+		off += groupHeader + int(binary.BigEndian.Uint32(b[off:]))
+	}
+	end := off + groupHeader + int(binary.BigEndian.Uint32(b[off:]))
+	if end > len(b) || end == off+groupHeader {
+		t.Fatalf("the journal has no group %d", k)
+	}
+	b[end-1] ^= 0xff
+}
+
+// TestOpenReplaysFormat1Journal: a store that crashed under a build writing
+// journal format 1 keeps its journalled events when a newer build opens it.
+func TestOpenReplaysFormat1Journal(t *testing.T) {
+	s, path := openStore(t, Options{MappedBytes: -1})
+	var id []byte
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		id = bytes.Clone(tx.Bucket(bucketMeta).Get(keyStoreID))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	buf := header(journalMagicV1, id)
+	for _, b := range chained(t, 0, nil, "nurse-1", 3) {
+		buf = appendRecord(buf, b)
+	}
+	if err := os.WriteFile(path+JournalSuffix, append(buf, make([]byte, 64)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(path, Options{MappedBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := c.ListAudit(context.Background(), store.AuditQuery{Limit: 10})
+	if err != nil || len(evs) != 3 || evs[2].GetSubject() != "nurse-1" {
+		t.Fatalf("after opening: %d events, %v; want the 3 journalled", len(evs), err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := VerifyAudit(path); err != nil || n != 3 {
+		t.Fatalf("VerifyAudit: %d, %v", n, err)
 	}
 }

@@ -55,9 +55,9 @@ func VerifyAudit(path string) (int64, error) {
 	if err != nil {
 		return v.Count, err
 	}
-	recs, err := readJournal(path+JournalSuffix, storeID)
+	recs, lost, err := readJournal(path+JournalSuffix, storeID)
 	if err == nil {
-		recs, err = after(recs, uint64(v.Count), v.Head())
+		recs, err = after(recs, lost, uint64(v.Count), v.Head())
 	}
 	for _, r := range recs {
 		if err != nil {
