@@ -226,7 +226,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 // recoverJournal checkpoints the events a crash left in the journal.
 func (s *Store) recoverJournal(path string, storeID []byte) error {
-	recs, lost, err := readJournal(path, storeID)
+	recs, lost, err := readJournal(path, storeID, s.chain.seq)
 	if err != nil {
 		return err
 	}

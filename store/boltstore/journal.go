@@ -44,11 +44,12 @@ import (
 // kept.
 //
 // Only the last group can be torn by a crash: the next one is written only
-// after its sync. So a damaged group followed by the intact group its
-// header says comes next was acknowledged and then damaged on disk. Its
-// events are lost; Open refuses to go on without them unless the data file
-// already holds them (see after). Journals of format 1, without groups,
-// are still read, so a store that crashed under an older build recovers.
+// after its sync. So if an intact group of later events lies beyond a
+// damaged one, the damaged one was acknowledged and then damaged on disk.
+// Its events are lost; Open refuses to go on without them unless the data
+// file already holds them (see after). Journals of format 1, without
+// groups, are still read, so a store that crashed under an older build
+// recovers.
 
 // JournalSuffix names the audit journal: the data file's path plus this.
 const JournalSuffix = ".audit-journal"
@@ -194,9 +195,10 @@ type seqRange struct{ first, end uint64 }
 
 // readJournal returns the run of records at the start of the journal at
 // path: contiguous sequences, each intact. A missing file holds none, and
-// so does one written for another data file. lost lists the events of
-// groups that were acknowledged and then damaged (see the file comment).
-func readJournal(path string, storeID []byte) (recs []journalRecord, lost []seqRange, err error) {
+// so does one written for another data file. lost lists the events that
+// were acknowledged and then damaged (see readGroups); kept is the last
+// event the data file holds.
+func readJournal(path string, storeID []byte, kept uint64) (recs []journalRecord, lost []seqRange, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil, nil
@@ -209,7 +211,7 @@ func readJournal(path string, storeID []byte) (recs []journalRecord, lost []seqR
 	}
 	switch h := b[:journalHeader]; {
 	case bytes.Equal(h, headerFor(storeID)):
-		recs, lost = readGroups(b[journalHeader:])
+		recs, lost = readGroups(b[journalHeader:], kept)
 		return recs, lost, nil
 	case bytes.Equal(h, header(journalMagicV1, storeID)):
 		recs, _ = readRecords(b[journalHeader:], nil)
@@ -219,34 +221,57 @@ func readJournal(path string, storeID []byte) (recs []journalRecord, lost []seqR
 }
 
 // readGroups reads groups from the start of b while each continues the
-// chain, stepping over damaged groups that were acknowledged.
-func readGroups(b []byte) (recs []journalRecord, lost []seqRange) {
-	var expect uint64 // the next sequence; 0 before the first group
+// chain. Where the chain ends (a damaged group, zeros, or a group left from
+// before a rewind), it looks further on for an intact group of later events
+// than any it knows of, kept is the last event the data file holds. Such a
+// group was written after every group before it was synced, so the events
+// between were acknowledged and then damaged: they are lost, and reading
+// goes on from it.
+func readGroups(b []byte, kept uint64) (recs []journalRecord, lost []seqRange) {
+	last := kept      // the latest event known to have been acknowledged
 	afterGap := false // the chain hash cannot be checked across lost events
 	for {
 		g := parseGroup(b)
-		if g.intact {
-			if len(recs) > 0 && !afterGap && !follows(recs[len(recs)-1], g.first, g.recs[0].prevHash) {
-				return recs, lost // left from before a rewind, or from a failed write
-			}
+		if g.intact && (len(recs) == 0 || afterGap || follows(recs[len(recs)-1], g.first, g.recs[0].prevHash)) {
 			recs, afterGap = append(recs, g.recs...), false
-			expect = g.first + uint64(g.count)
+			last = max(last, recs[len(recs)-1].seq)
 			b = b[g.size:]
 			continue
 		}
-		// Damaged, or the end. Acknowledged only if the group after it is
-		// intact and carries on from it.
-		if g.size == 0 || g.count == 0 || (expect != 0 && g.first != expect) {
+		// An intact group here does not carry on the chain, so the search
+		// starts past it.
+		from := 0
+		if g.intact {
+			from = 1
+		}
+		off, ok := laterGroup(b, from, last)
+		if !ok {
 			return recs, lost
 		}
-		expect = g.first + uint64(g.count)
-		if next := parseGroup(b[g.size:]); !next.intact || next.first != expect {
-			return recs, lost
+		// None are lost when the data file holds all before the group.
+		if first := parseGroup(b[off:]).first; first > last+1 {
+			lost = append(lost, seqRange{last + 1, first})
 		}
-		lost = append(lost, seqRange{g.first, expect})
 		afterGap = true
-		b = b[g.size:]
+		b = b[off:]
 	}
+}
+
+// laterGroup finds the first intact group in b, from offset from on, whose
+// events come after last. Only its checksum is costly, so headers that
+// cannot be right are ruled out first.
+func laterGroup(b []byte, from int, last uint64) (int, bool) {
+	for off := from; off+groupHeader <= len(b); off++ {
+		h := b[off:]
+		n, count, first := binary.BigEndian.Uint32(h), binary.BigEndian.Uint32(h[4:]), binary.BigEndian.Uint64(h[8:])
+		if n == 0 || count == 0 || uint64(n) > uint64(len(h)-groupHeader) || first <= last || first-last > uint64(len(b)) {
+			continue
+		}
+		if parseGroup(h).intact {
+			return off, true
+		}
+	}
+	return 0, false
 }
 
 type journalGroup struct {

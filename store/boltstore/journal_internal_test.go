@@ -72,12 +72,12 @@ func TestReadJournalStopsAtABrokenLink(t *testing.T) {
 		failedGroup := groupOf(3, failed...)
 		rewritten := groupOf(3, good[2])
 		path := writeJournal(t, headerFor(testStoreID), groupOf(1, good[:2]...), rewritten, failedGroup[len(rewritten):])
-		recs, lost, err := readJournal(path, testStoreID)
+		recs, lost, err := readJournal(path, testStoreID, 0)
 		if err != nil || len(lost) != 0 || len(recs) != 3 || recs[2].seq != 3 {
 			t.Fatalf("read %d records, lost %v, %v; want the 3 kept ones", len(recs), lost, err)
 		}
 		// The same file read for another data file holds nothing.
-		if recs, _, err := readJournal(path, []byte("another store id")); err != nil || len(recs) != 0 {
+		if recs, _, err := readJournal(path, []byte("another store id"), 0); err != nil || len(recs) != 0 {
 			t.Fatalf("journal of another store: %d records, %v; want none", len(recs), err)
 		}
 	})
@@ -90,7 +90,7 @@ func TestReadJournalStopsAtABrokenLink(t *testing.T) {
 		// then rewrote 3 in the same place.
 		buf = appendRecord(buf, failed[1])
 		buf = appendRecord(buf, failed[2])
-		recs, lost, err := readJournal(writeJournal(t, header(journalMagicV1, testStoreID), buf), testStoreID)
+		recs, lost, err := readJournal(writeJournal(t, header(journalMagicV1, testStoreID), buf), testStoreID, 0)
 		if err != nil || len(lost) != 0 || len(recs) != 3 || recs[2].seq != 3 {
 			t.Fatalf("read %d records, lost %v, %v; want the 3 kept ones", len(recs), lost, err)
 		}
@@ -98,7 +98,8 @@ func TestReadJournalStopsAtABrokenLink(t *testing.T) {
 }
 
 // TestReadJournalDamagedGroup: a damaged group is dropped as torn when it
-// is the last, and reported lost when the group after it carries on.
+// is the last, and its events are reported lost when an intact group of
+// later events lies beyond it.
 func TestReadJournalDamagedGroup(t *testing.T) {
 	evs := chained(t, 0, nil, "nurse-1", 5)
 	g1, g2, g3 := groupOf(1, evs[:2]...), groupOf(3, evs[2]), groupOf(4, evs[3:]...)
@@ -110,6 +111,9 @@ func TestReadJournalDamagedGroup(t *testing.T) {
 	sum := sha256.Sum256(evs[2])
 	head3 := sum[:]
 	stale := groupOf(1, evs[0]) // from before a rewind
+	fork := groupOf(4, chained(t, 3, []byte("another chain"), "fork", 1)...)
+	badLength := bytes.Clone(g2)
+	badLength[0] ^= 0x40
 
 	tests := []struct {
 		name      string
@@ -124,14 +128,18 @@ func TestReadJournalDamagedGroup(t *testing.T) {
 		{"intact", [][]byte{g1, g2, g3}, []uint64{1, 2, 3, 4, 5}, nil, 0, nil, 5, ""},
 		{"last group torn", [][]byte{g1, g2, damaged(g3)}, []uint64{1, 2, 3}, nil, 0, nil, 3, ""},
 		{"middle group damaged", [][]byte{g1, damaged(g2), g3}, []uint64{1, 2, 4, 5}, []seqRange{{3, 4}}, 0, nil, 0, "events 3 to 3 were acknowledged"},
-		{"damaged group the data file holds", [][]byte{g1, damaged(g2), g3}, []uint64{1, 2, 4, 5}, []seqRange{{3, 4}}, 3, head3, 2, ""},
+		{"damaged group the data file holds", [][]byte{g1, damaged(g2), g3}, []uint64{1, 2, 4, 5}, nil, 3, head3, 2, ""},
 		{"first group damaged", [][]byte{damaged(g1), g2, g3}, []uint64{3, 4, 5}, []seqRange{{1, 3}}, 0, nil, 0, "events 1 to 2 were acknowledged"},
 		{"damaged group before a stale one", [][]byte{g1, damaged(g2), stale}, []uint64{1, 2}, nil, 0, nil, 2, ""},
+		{"a group of another chain after the end", [][]byte{g1, g2, fork}, []uint64{1, 2, 3}, nil, 0, nil, 3, ""},
+		{"group zeroed", [][]byte{g1, make([]byte, len(g2)), g3}, []uint64{1, 2, 4, 5}, []seqRange{{3, 4}}, 0, nil, 0, "events 3 to 3 were acknowledged"},
+		{"group length damaged", [][]byte{g1, badLength, g3}, []uint64{1, 2, 4, 5}, []seqRange{{3, 4}}, 0, nil, 0, "events 3 to 3 were acknowledged"},
+		{"two groups damaged", [][]byte{damaged(g1), damaged(g2), g3}, []uint64{4, 5}, []seqRange{{1, 4}}, 0, nil, 0, "events 1 to 3 were acknowledged"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeJournal(t, append([][]byte{headerFor(testStoreID)}, tc.groups...)...)
-			recs, lost, err := readJournal(path, testStoreID)
+			recs, lost, err := readJournal(path, testStoreID, tc.afterSeq)
 			if err != nil {
 				t.Fatal(err)
 			}

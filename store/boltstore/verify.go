@@ -55,7 +55,7 @@ func VerifyAudit(path string) (int64, error) {
 	if err != nil {
 		return v.Count, err
 	}
-	recs, lost, err := readJournal(path+JournalSuffix, storeID)
+	recs, lost, err := readJournal(path+JournalSuffix, storeID, uint64(v.Count))
 	if err == nil {
 		recs, err = after(recs, lost, uint64(v.Count), v.Head())
 	}
