@@ -222,8 +222,8 @@ func readJournal(path string, storeID []byte, kept uint64) (recs []journalRecord
 
 // readGroups reads groups from the start of b while each continues the
 // chain. Where the chain ends (a damaged group, zeros, or a group left from
-// before a rewind), it looks further on for an intact group of later events
-// than any it knows of, kept is the last event the data file holds. Such a
+// before a rewind), it looks further on for an intact group of events later
+// than any it knows of (kept is the last event the data file holds). Such a
 // group was written after every group before it was synced, so the events
 // between were acknowledged and then damaged: they are lost, and reading
 // goes on from it.
