@@ -107,6 +107,11 @@ type journal struct {
 	size int64 // fixed: the file is preallocated and never grows
 	off  int64 // where the next record goes
 	buf  []byte
+	// sync is fdatasync; tests make it fail.
+	sync func(*os.File) error
+	// failed is set when a write may have left a group that was never
+	// acknowledged (see rewind).
+	failed bool
 }
 
 // openJournal opens the journal at path for the data file with storeID. A
@@ -129,7 +134,7 @@ func openJournal(path string, size int64, storeID []byte) (*journal, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("prepare audit journal: %w", err)
 	}
-	return &journal{f: f, size: size, off: journalHeader}, nil
+	return &journal{f: f, size: size, off: journalHeader, sync: fdatasync}, nil
 }
 
 func readHeader(f *os.File, buf []byte) error {
@@ -174,10 +179,12 @@ func appendRecord(buf, body []byte) []byte {
 
 // write makes buf durable at the current offset; the caller advances it.
 func (j *journal) write(buf []byte) error {
-	if _, err := j.f.WriteAt(buf, j.off); err != nil {
-		return err
+	_, err := j.f.WriteAt(buf, j.off)
+	if err == nil {
+		err = j.sync(j.f)
 	}
-	return fdatasync(j.f)
+	j.failed = j.failed || err != nil
+	return err
 }
 
 func (j *journal) fits(n int) bool { return j.off+int64(n) <= j.size }
@@ -186,7 +193,23 @@ func (j *journal) fits(n int) bool { return j.off+int64(n) <= j.size }
 func (j *journal) holds(n int) bool { return journalHeader+int64(n) <= j.size }
 
 // rewind starts the journal again from its first record.
-func (j *journal) rewind() { j.off = journalHeader }
+//
+// A group whose write failed may still be whole on disk, and it carries on
+// the chain from the last event kept. Until the next group overwrites its
+// place it is harmless, but a rewind moves the next group elsewhere: read
+// from the start after a crash, the old records would run on into it, and
+// its events clash with those bbolt has since given the same numbers. So
+// after a failed write, a rewind first zeros the first group header, and
+// nothing before the next group is read.
+func (j *journal) rewind() {
+	j.off = journalHeader
+	if !j.failed {
+		return
+	}
+	if _, err := j.f.WriteAt(make([]byte, groupHeader), journalHeader); err == nil && j.sync(j.f) == nil {
+		j.failed = false
+	} // else the next write, at the same place, does the same
+}
 
 func (j *journal) Close() error { return j.f.Close() }
 
