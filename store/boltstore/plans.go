@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -117,9 +116,7 @@ func (s *Store) putVersionTx(tx *bolt.Tx, old, p *careplanv1.CarePlan, typ carep
 	}
 	if w.RequestKey != "" {
 		at := p.GetUpdateTime().AsTime().UnixNano()
-		rec := binary.BigEndian.AppendUint64([]byte(nhs), uint64(p.GetVersion()))
-		rec = binary.BigEndian.AppendUint64(rec, uint64(at))
-		if err := tx.Bucket(bucketRequests).Put([]byte(w.RequestKey), rec); err != nil {
+		if err := tx.Bucket(bucketRequests).Put([]byte(w.RequestKey), requestRecord(nhs, p.GetVersion(), at)); err != nil {
 			return err
 		}
 		if err := tx.Bucket(bucketRequestsByTime).Put(requestTimeKey(at, w.RequestKey), nil); err != nil {
@@ -282,11 +279,10 @@ func lookupRequestTx(tx *bolt.Tx, key string) (*careplanv1.CarePlan, bool, error
 	if rec == nil {
 		return nil, false, nil
 	}
-	if len(rec) < 16 {
-		return nil, false, errors.New("corrupt request record")
+	nhs, version, _, err := parseRequestRecord(rec)
+	if err != nil {
+		return nil, false, err
 	}
-	nhs := string(rec[:len(rec)-16])
-	version := int64(binary.BigEndian.Uint64(rec[len(rec)-16:]))
 	p, err := versionTx(tx, nhs, version)
 	return p, err == nil, err
 }

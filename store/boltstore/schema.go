@@ -116,11 +116,27 @@ func initSchemaTx(tx *bolt.Tx) error {
 func indexRequestsTx(tx *bolt.Tx) error {
 	idx := tx.Bucket(bucketRequestsByTime)
 	return tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
-		if len(v) < 16 {
-			return errors.New("corrupt request record")
+		_, _, at, err := parseRequestRecord(v)
+		if err != nil {
+			return err
 		}
-		return idx.Put(requestTimeKey(int64(binary.BigEndian.Uint64(v[len(v)-8:])), string(k)), nil)
+		return idx.Put(requestTimeKey(at, string(k)), nil)
 	})
+}
+
+// requestRecord is the requests value: nhs_number, then the version and
+// the unix nanos of the write (8 bytes each).
+func requestRecord(nhs string, version, unixNanos int64) []byte {
+	rec := binary.BigEndian.AppendUint64([]byte(nhs), uint64(version))
+	return binary.BigEndian.AppendUint64(rec, uint64(unixNanos))
+}
+
+func parseRequestRecord(rec []byte) (nhs string, version, unixNanos int64, err error) {
+	if len(rec) < 16 {
+		return "", 0, 0, errors.New("corrupt request record")
+	}
+	n := len(rec) - 16
+	return string(rec[:n]), int64(binary.BigEndian.Uint64(rec[n:])), int64(binary.BigEndian.Uint64(rec[n+8:])), nil
 }
 
 // reindexAuditTx rebuilds audit_by_nhs in the current key layout from the
