@@ -38,6 +38,11 @@ type plan struct {
 	nhs     string
 	etag    string // "" until the plan exists
 	version int64
+	// inDoubt is the marker of the last write whose outcome is unknown. It
+	// can land after the writer has re-read the plan (a cancelled call's
+	// commit may already be under way), so a conflict on the next write is
+	// expected once, if a re-read then shows exactly that write.
+	inDoubt string
 }
 
 // writer owns its plans outright: no other writer touches them, so every
@@ -71,7 +76,7 @@ func (w *writer) run(ctx context.Context, cl *client.Client) (res writerResult) 
 	// The previous cycle may have ended with a write in doubt: start from
 	// what the server holds.
 	for _, p := range w.plans {
-		if err := w.sync(ctx, cl, p); err != nil {
+		if _, err := w.sync(ctx, cl, p); err != nil {
 			if !inDoubt(err) {
 				res.err = err
 			}
@@ -90,8 +95,15 @@ func (w *writer) run(ctx context.Context, cl *client.Client) (res writerResult) 
 					w.id, p.nhs, stored.GetVersion(), stored.GetWhatMatters(), p.version, marker)
 				return res
 			}
-			p.etag, p.version = stored.GetEtag(), stored.GetVersion()
+			p.etag, p.version, p.inDoubt = stored.GetEtag(), stored.GetVersion(), ""
 			res.acked = append(res.acked, write{nhs: p.nhs, version: p.version, marker: marker})
+		case p.inDoubt != "" && (errors.Is(err, client.ErrEtagMismatch) || errors.Is(err, client.ErrAlreadyExists)):
+			if err := w.lateLanding(ctx, cl, p, err); err != nil {
+				if !inDoubt(err) {
+					res.err = err
+				}
+				return res
+			}
 		case status.Code(err) == codes.ResourceExhausted:
 			// Rate limited before anything was written: try again shortly.
 			select {
@@ -99,6 +111,7 @@ func (w *writer) run(ctx context.Context, cl *client.Client) (res writerResult) 
 			case <-time.After(throttlePause):
 			}
 		case inDoubt(err):
+			p.inDoubt = marker
 			res.unknown = append(res.unknown, write{nhs: p.nhs, marker: marker})
 			return res
 		default:
@@ -109,19 +122,37 @@ func (w *writer) run(ctx context.Context, cl *client.Client) (res writerResult) 
 	return res
 }
 
-// sync loads the plan's current etag and version from the server.
-func (w *writer) sync(ctx context.Context, cl *client.Client, p *plan) error {
+// sync loads the plan's current etag and version from the server, and
+// returns the what_matters marker it holds.
+func (w *writer) sync(ctx context.Context, cl *client.Client, p *plan) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	cur, err := cl.Get(ctx, p.nhs)
 	switch {
 	case errors.Is(err, client.ErrNotFound):
 		p.etag, p.version = "", 0
-		return nil
+		return "", nil
 	case err != nil:
-		return fmt.Errorf("writer %d: get %s: %w", w.id, p.nhs, err)
+		return "", fmt.Errorf("writer %d: get %s: %w", w.id, p.nhs, err)
 	}
 	p.etag, p.version = cur.GetEtag(), cur.GetVersion()
+	return cur.GetWhatMatters(), nil
+}
+
+// lateLanding explains a conflict after a write in doubt: it is fine only if
+// the plan now holds exactly that write, one version on from what the
+// writer last read.
+func (w *writer) lateLanding(ctx context.Context, cl *client.Client, p *plan, conflict error) error {
+	before, marker := p.version, p.inDoubt
+	cur, err := w.sync(ctx, cl, p)
+	if err != nil {
+		return err
+	}
+	if p.version != before+1 || cur != marker {
+		return fmt.Errorf("writer %d: %s: %w after version %d, and the plan now holds version %d with %q, not the write in doubt (%q)",
+			w.id, p.nhs, conflict, before, p.version, cur, marker)
+	}
+	p.inDoubt = ""
 	return nil
 }
 
