@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -65,8 +66,8 @@ type issuer struct {
 }
 
 // newIssuer checks ic and loads its keys; ctx ends the background refresh
-// of a JWKS URL.
-func newIssuer(ctx context.Context, ic IssuerConfig, log *slog.Logger) (*issuer, error) {
+// of a JWKS URL, and each change to the fetched keys bumps changes.
+func newIssuer(ctx context.Context, ic IssuerConfig, log *slog.Logger, changes *atomic.Uint64) (*issuer, error) {
 	claims, err := newClaimMapping(ic)
 	if err != nil {
 		return nil, err
@@ -79,7 +80,7 @@ func newIssuer(ctx context.Context, ic IssuerConfig, log *slog.Logger) (*issuer,
 		if err := CheckJWKSURL(ic.JWKSURL); err != nil {
 			return nil, err
 		}
-		keys, err = remoteKeys(ctx, ic, log)
+		keys, err = remoteKeys(ctx, ic, log, changes)
 	default:
 		keys, err = staticKeys(ic.JWKS)
 	}

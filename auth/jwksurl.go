@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -54,7 +55,7 @@ func CheckJWKSURL(raw string) error {
 // fresh: refetched every RefreshInterval until ctx ends, and on a token with
 // an unknown kid at most once per MinRefreshInterval. A failed refetch is
 // logged and keeps the last good keys.
-func remoteKeys(ctx context.Context, ic IssuerConfig, log *slog.Logger) (jwkset.Storage, error) {
+func remoteKeys(ctx context.Context, ic IssuerConfig, log *slog.Logger, changes *atomic.Uint64) (jwkset.Storage, error) {
 	if ic.RefreshInterval < 0 || ic.MinRefreshInterval < 0 {
 		return nil, errors.New("negative JWKS refresh interval")
 	}
@@ -67,7 +68,7 @@ func remoteKeys(ctx context.Context, ic IssuerConfig, log *slog.Logger) (jwkset.
 			log.WarnContext(ctx, "auth: JWKS refresh failed; keeping the last good keys",
 				"issuer", ic.Issuer, "url", ic.JWKSURL, "error", err)
 		},
-		Storage: newUsableStorage(),
+		Storage: newUsableStorage(changes),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("JWKS %s: %w", ic.JWKSURL, err)

@@ -218,3 +218,27 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 	}
 }
+
+// TestJWKSURLKeysVersion: a refresh that brings the same keys, in any
+// order, leaves KeysVersion alone, so the server's token cache keeps its entries; one
+// that drops a key changes it.
+func TestJWKSURLKeysVersion(t *testing.T) {
+	k1, k2 := mustSigner(t, auth.NewSigner, "k1"), mustSigner(t, auth.NewSigner, "k2")
+	srv := newJWKSServer(t, mergeJWKS(t, k1, k2))
+	v := newURLVerifier(t, srv, new(bytes.Buffer), func(ic *auth.IssuerConfig) {
+		ic.RefreshInterval = 10 * time.Millisecond
+		ic.MinRefreshInterval = time.Hour
+	})
+	start := v.KeysVersion()
+	srv.set(http.StatusOK, mergeJWKS(t, k2, k1))
+	n := srv.fetchCount()
+	waitFor(t, "three more fetches", func() bool { return srv.fetchCount() >= n+3 })
+	if got := v.KeysVersion(); got != start {
+		t.Fatalf("KeysVersion went from %d to %d on refreshes of the same keys", start, got)
+	}
+	srv.set(http.StatusOK, mergeJWKS(t, k2))
+	waitFor(t, "KeysVersion to change after k1 was dropped", func() bool { return v.KeysVersion() != start })
+	if _, err := v.Verify(context.Background(), mint(t, k1, nil)); err == nil {
+		t.Fatal("a token signed by the dropped key verified")
+	}
+}

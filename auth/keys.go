@@ -9,6 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
@@ -90,11 +94,22 @@ func usableKeys(set []jwkset.JWKMarshal) []jwkset.JWK {
 // refused, which leaves the last good keys in place (an endpoint serving no
 // usable key is broken, not rotating). KeyWrite is not filtered, and nothing
 // calls it.
-type usableStorage struct{ *jwkset.MemoryJWKSet }
+type usableStorage struct {
+	*jwkset.MemoryJWKSet
+	// changes, when not nil, is bumped whenever the stored keys change, so
+	// that a cache of verified tokens can drop what a removed key vouched
+	// for (see Verifier.KeysVersion).
+	changes *atomic.Uint64
 
-func newUsableStorage() usableStorage { return usableStorage{jwkset.NewMemoryStorage()} }
+	mu   sync.Mutex
+	last string // fingerprint of the stored keys
+}
 
-func (s usableStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
+func newUsableStorage(changes *atomic.Uint64) *usableStorage {
+	return &usableStorage{MemoryJWKSet: jwkset.NewMemoryStorage(), changes: changes}
+}
+
+func (s *usableStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
 	set := make([]jwkset.JWKMarshal, len(given))
 	for i, k := range given {
 		set[i] = k.Marshal()
@@ -102,12 +117,41 @@ func (s usableStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) er
 	return s.replace(ctx, set)
 }
 
-func (s usableStorage) replace(ctx context.Context, set []jwkset.JWKMarshal) error {
+func (s *usableStorage) replace(ctx context.Context, set []jwkset.JWKMarshal) error {
 	keys := usableKeys(set)
 	if len(keys) == 0 {
 		return errNoUsableKey
 	}
-	return s.MemoryJWKSet.KeyReplaceAll(ctx, keys)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.MemoryJWKSet.KeyReplaceAll(ctx, keys); err != nil {
+		return err
+	}
+	// An hourly refresh usually brings the same keys: only a real change
+	// should cost the token cache its entries.
+	if fp := fingerprint(keys); fp != s.last {
+		s.last = fp
+		if s.changes != nil {
+			s.changes.Add(1)
+		}
+	}
+	return nil
+}
+
+// fingerprint identifies a key set by its public keys, in any order.
+func fingerprint(keys []jwkset.JWK) string {
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		b, err := json.Marshal(k.Marshal())
+		if err != nil {
+			// Cannot happen for a key usableKeys built; an unmatched
+			// fingerprint only costs a cache refill.
+			b = []byte(err.Error())
+		}
+		parts = append(parts, string(b))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, "\n")
 }
 
 // staticKeys returns the key store for a fixed JWK Set.
@@ -116,7 +160,7 @@ func staticKeys(raw []byte) (jwkset.Storage, error) {
 	if err := json.Unmarshal(raw, &set); err != nil {
 		return nil, fmt.Errorf("bad JWKS JSON: %w", err)
 	}
-	store := newUsableStorage()
+	store := newUsableStorage(nil) // a fixed set never changes
 	if err := store.replace(context.Background(), set.Keys); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -72,6 +73,8 @@ type Verifier struct {
 	allowedOrgs map[string]bool
 	// stop ends the background refresh of JWKS URLs.
 	stop context.CancelFunc
+	// keyChanges counts changes to fetched key sets; see KeysVersion.
+	keyChanges atomic.Uint64
 }
 
 // NewVerifier builds a Verifier. It fails if there are no issuers, if an
@@ -122,7 +125,7 @@ func NewVerifier(cfg Config) (_ *Verifier, err error) {
 		if _, dup := v.issuers[ic.Issuer]; dup {
 			return nil, fmt.Errorf("auth: issuer %q configured twice", ic.Issuer)
 		}
-		iss, err := newIssuer(ctx, ic, cfg.Logger)
+		iss, err := newIssuer(ctx, ic, cfg.Logger, &v.keyChanges)
 		if err != nil {
 			return nil, fmt.Errorf("auth: issuer %q: %w", ic.Issuer, err)
 		}
@@ -137,6 +140,12 @@ func NewVerifier(cfg Config) (_ *Verifier, err error) {
 	}
 	return v, nil
 }
+
+// KeysVersion changes whenever a JWKS URL refresh changes an issuer's
+// signing keys (a key dropped, added or replaced). A cache of verified
+// tokens remembers it with each entry and drops entries from before a
+// change, so a key the issuer withdrew stops working at its next refresh.
+func (v *Verifier) KeysVersion() uint64 { return v.keyChanges.Load() }
 
 // Close stops the background refresh of JWKS URLs. Verify keeps working on
 // the keys already held. It is safe to call more than once.

@@ -14,12 +14,15 @@ import (
 
 // tokenCache remembers verified tokens, so a caller that sends the same
 // token on every call pays for one signature check, not one per call. An
-// entry lives until the token expires, and never longer than maxAge, so a
-// key removed from the JWKS or a changed trust configuration takes effect
-// within maxAge. Only successes are cached. The cache is bounded: when it is
-// full it drops expired entries, and if still full, everything.
+// entry lives until the token expires, and never longer than maxAge. When
+// the verifier's keys change (a JWKS refresh drops a key), every entry from
+// before is dropped, so a withdrawn key stops working at once; maxAge bounds
+// what no key version reports. Only successes are cached. The cache is
+// bounded: when it is full it drops expired entries, and if still full,
+// everything.
 type tokenCache struct {
 	next   TokenVerifier
+	keys   keysVersioner // next, if its keys can change; else nil
 	max    int
 	maxAge time.Duration
 	now    func() time.Time
@@ -28,23 +31,39 @@ type tokenCache struct {
 	entries map[[32]byte]cachedPrincipal
 }
 
+// keysVersioner is a TokenVerifier whose keys can change, as
+// auth.Verifier's fetched JWKS can.
+type keysVersioner interface{ KeysVersion() uint64 }
+
 type cachedPrincipal struct {
 	p     *auth.Principal
 	until time.Time
+	keys  uint64 // the verifier's KeysVersion when p was verified
 }
 
 func newTokenCache(next TokenVerifier, max int, maxAge time.Duration) *tokenCache {
-	return &tokenCache{next: next, max: max, maxAge: maxAge, now: time.Now, entries: make(map[[32]byte]cachedPrincipal)}
+	keys, _ := next.(keysVersioner)
+	return &tokenCache{next: next, keys: keys, max: max, maxAge: maxAge, now: time.Now, entries: make(map[[32]byte]cachedPrincipal)}
+}
+
+func (c *tokenCache) keysVersion() uint64 {
+	if c.keys == nil {
+		return 0
+	}
+	return c.keys.KeysVersion()
 }
 
 // Verify implements TokenVerifier.
 func (c *tokenCache) Verify(ctx context.Context, token string) (*auth.Principal, error) {
 	key := sha256.Sum256([]byte(token))
 	now := c.now()
+	// Read before verifying: if the keys change meanwhile, the entry
+	// carries the older version and is checked again next time.
+	keys := c.keysVersion()
 	c.mu.RLock()
 	e, ok := c.entries[key]
 	c.mu.RUnlock()
-	if ok && now.Before(e.until) {
+	if ok && now.Before(e.until) && e.keys == keys {
 		return e.p, nil
 	}
 	p, err := c.next.Verify(ctx, token)
@@ -66,7 +85,7 @@ func (c *tokenCache) Verify(ctx context.Context, token string) (*auth.Principal,
 			clear(c.entries)
 		}
 	}
-	c.entries[key] = cachedPrincipal{p: p, until: until}
+	c.entries[key] = cachedPrincipal{p: p, until: until, keys: keys}
 	c.mu.Unlock()
 	return p, nil
 }

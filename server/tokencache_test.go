@@ -79,3 +79,42 @@ func TestTokenCache(t *testing.T) {
 		}
 	}
 }
+
+// versionedVerifier is a countingVerifier whose keys can change.
+type versionedVerifier struct {
+	countingVerifier
+	version uint64
+}
+
+func (v *versionedVerifier) KeysVersion() uint64 { return v.version }
+
+// TestTokenCacheDropsEntriesOnKeyChange: once the verifier's keys change,
+// a cached token is checked again, and its rejection stands.
+func TestTokenCacheDropsEntriesOnKeyChange(t *testing.T) {
+	signer, _ := auth.NewSigner("k")
+	next := &versionedVerifier{}
+	c := newTokenCache(next, 10, time.Hour)
+	tok := mint(t, signer, time.Now().Add(time.Hour))
+	for range 2 {
+		if _, err := c.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if next.calls != 1 {
+		t.Fatalf("verifier called %d times before the keys changed, want 1", next.calls)
+	}
+	next.version++
+	next.err = errors.New("unknown signing key")
+	if _, err := c.Verify(context.Background(), tok); err == nil {
+		t.Fatal("a token cached under the old keys was accepted after they changed")
+	}
+	next.err = nil
+	for range 2 {
+		if _, err := c.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if next.calls != 3 {
+		t.Fatalf("verifier called %d times in all, want 3 (the entry is cached again under the new keys)", next.calls)
+	}
+}
