@@ -58,12 +58,20 @@ func newSigner(key crypto.Signer, kid string) (*Signer, error) {
 func (s *Signer) KID() string { return s.kid }
 
 // JWKS returns the public JWK Set JSON to configure a Verifier with.
-func (s *Signer) JWKS() ([]byte, error) {
-	jwk, err := publicJWK(s.key.Public(), s.kid)
-	if err != nil {
-		return nil, err
+func (s *Signer) JWKS() ([]byte, error) { return JoinJWKS(s) }
+
+// JoinJWKS returns one JWK Set with the public keys of all the signers, as
+// an issuer publishes it while it rotates from one key to the next.
+func JoinJWKS(signers ...*Signer) ([]byte, error) {
+	set := jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{}}
+	for _, s := range signers {
+		jwk, err := publicJWK(s.key.Public(), s.kid)
+		if err != nil {
+			return nil, err
+		}
+		set.Keys = append(set.Keys, jwk.Marshal())
 	}
-	return json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk.Marshal()}})
+	return json.Marshal(set)
 }
 
 // Claims is what Mint puts in a token. Empty fields and zero times are left

@@ -66,23 +66,7 @@ func mustSigner(t *testing.T, newSigner func(string) (*auth.Signer, error), kid 
 // mergeJWKS joins the signers' public keys into one JWK Set.
 func mergeJWKS(t *testing.T, signers ...*auth.Signer) []byte {
 	t.Helper()
-	var all struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	for _, s := range signers {
-		raw, err := s.JWKS()
-		if err != nil {
-			t.Fatalf("JWKS: %v", err)
-		}
-		var one struct {
-			Keys []json.RawMessage `json:"keys"`
-		}
-		if err := json.Unmarshal(raw, &one); err != nil {
-			t.Fatalf("JWKS JSON: %v", err)
-		}
-		all.Keys = append(all.Keys, one.Keys...)
-	}
-	out, err := json.Marshal(all)
+	out, err := auth.JoinJWKS(signers...)
 	if err != nil {
 		t.Fatal(err)
 	}

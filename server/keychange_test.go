@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -86,19 +85,7 @@ func newSigner(t *testing.T, kid string) *auth.Signer {
 // jwksOf is one JWK Set holding the signers' public keys.
 func jwksOf(t *testing.T, signers ...*auth.Signer) []byte {
 	t.Helper()
-	var keys []json.RawMessage
-	for _, s := range signers {
-		b, err := s.JWKS()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var set struct{ Keys []json.RawMessage }
-		if err := json.Unmarshal(b, &set); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, set.Keys...)
-	}
-	b, err := json.Marshal(map[string]any{"keys": keys})
+	b, err := auth.JoinJWKS(signers...)
 	if err != nil {
 		t.Fatal(err)
 	}
