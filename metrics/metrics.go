@@ -36,7 +36,7 @@ func New() *Registry {
 }
 
 // Store records the store's group commits; it implements
-// boltstore.CommitObserver.
+// store.CommitObserver.
 type Store struct {
 	batch     prometheus.Histogram
 	disk      prometheus.Histogram
@@ -46,7 +46,8 @@ type Store struct {
 }
 
 // NewStore registers the store metrics. fileSize reports the data file's
-// size when scraped.
+// size when scraped; nil means the store has no data file (PostgreSQL),
+// and then neither that gauge nor the unmap counters are registered.
 func (r *Registry) NewStore(fileSize func() int64) *Store {
 	s := &Store{
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -56,7 +57,7 @@ func (r *Registry) NewStore(fileSize func() int64) *Store {
 		}),
 		disk: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "careplan_store_fsync_seconds",
-			Help:    "Time one commit spent writing pages and fsyncing them.",
+			Help:    "Time one commit took to make its writes durable: bbolt's page writes and fsync; on PostgreSQL, the whole transaction.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .5},
 		}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
@@ -72,22 +73,26 @@ func (r *Registry) NewStore(fileSize func() int64) *Store {
 		Name: "careplan_store_unmap_seconds_total",
 		Help: "Time spent unmapping the data file's pages (reads map them again with minor faults).",
 	})
+	r.MustRegister(s.batch, s.disk, s.failures)
+	if fileSize == nil {
+		return s
+	}
 	size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "careplan_store_file_bytes",
 		Help: "Size of the data file; it never shrinks.",
 	}, func() float64 { return float64(fileSize()) })
-	r.MustRegister(s.batch, s.disk, s.failures, s.unmaps, s.unmapTime, size)
+	r.MustRegister(s.unmaps, s.unmapTime, size)
 	return s
 }
 
-// ObserveCommit implements boltstore.CommitObserver.
-func (s *Store) ObserveCommit(ops int, diskTime time.Duration, err error) {
+// ObserveCommit implements store.CommitObserver.
+func (s *Store) ObserveCommit(ops int, durable time.Duration, err error) {
 	if err != nil {
 		s.failures.Inc()
 		return
 	}
 	s.batch.Observe(float64(ops))
-	s.disk.Observe(diskTime.Seconds())
+	s.disk.Observe(durable.Seconds())
 }
 
 // ObserveUnmap implements boltstore.UnmapObserver.

@@ -102,6 +102,14 @@ type AuditQuery struct {
 	Start, End time.Time
 }
 
+// CommitObserver hears of each group commit, for metrics: how many calls
+// shared it, how long it took to make them durable (bbolt: writing pages
+// and fsyncing; PostgreSQL: the whole transaction, which holds the counters
+// row throughout), and whether it failed.
+type CommitObserver interface {
+	ObserveCommit(ops int, durable time.Duration, err error)
+}
+
 // HealthReporter is implemented by stores that know when they cannot write
 // (full disk, I/O errors), so the server can report NOT_SERVING until they
 // recover by themselves.

@@ -18,10 +18,10 @@ func isPostgres(dsn string) bool {
 
 // openStore opens the PostgreSQL store when --store names one (its schema
 // migrations run at start, safely from several replicas at once), or else
-// the bbolt file in --data, with its commit metrics.
+// the bbolt file in --data; either with its commit metrics.
 func openStore(ctx context.Context, cfg *config, reg *metrics.Registry) (store.Store, error) {
 	if cfg.storeURL != "" {
-		return postgres.Open(ctx, cfg.storeURL, postgres.Options{})
+		return postgres.Open(ctx, cfg.storeURL, postgres.Options{Observer: reg.NewStore(nil)})
 	}
 	var st *boltstore.Store
 	// The size gauge is read only when /metrics is scraped, after Open.

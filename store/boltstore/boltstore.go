@@ -35,7 +35,7 @@ type Options struct {
 	// largest write a caller can make. Default 1 MiB.
 	ProbeBytes int
 	// Observer, when set, hears of every commit (for metrics).
-	Observer CommitObserver
+	Observer store.CommitObserver
 	// JournalBytes is the size of the audit journal beside the data file
 	// (see journal.go). Default 4 MiB; negative commits every audit event
 	// to bbolt directly.
@@ -63,12 +63,6 @@ type Options struct {
 	// 25ms: under random reads of a large store, pages are mapped at over
 	// 1 GB/s (each fault maps up to 16), and this bounds the overshoot.
 	MappedCheckInterval time.Duration
-}
-
-// CommitObserver hears of each group commit: how many operations shared it,
-// how long the disk write and fsync took, and whether it failed.
-type CommitObserver interface {
-	ObserveCommit(ops int, diskTime time.Duration, err error)
 }
 
 // UnmapObserver, when the Observer also implements it, hears of each time
@@ -103,7 +97,7 @@ type Store struct {
 	writable      atomic.Bool
 	probeInterval time.Duration
 	probeBytes    int
-	observer      CommitObserver
+	observer      store.CommitObserver
 	healthMu      sync.Mutex
 	onHealth      func(writable bool)
 

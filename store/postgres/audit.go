@@ -14,21 +14,19 @@ import (
 )
 
 // AppendAudit implements store.Store. Concurrent calls share one
-// transaction (see auditLoop).
+// transaction (see commitLoop).
 func (s *Store) AppendAudit(ctx context.Context, events ...*careplanv1.AuditEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
-	o := &auditOp{ctx: ctx, events: events, done: make(chan error, 1)}
-	select {
-	case s.audits <- o:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.closing:
-		return errClosed
-	}
-	// Once taken, the outcome is reported even if ctx ends meanwhile.
-	return <-o.done
+	return s.write(ctx, func(w *writeTx) error {
+		for _, ev := range events {
+			if err := w.appendAudit(ev, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // listAuditSQL is listPlansSQL's shape for audit events; %s is the scan's

@@ -62,8 +62,9 @@ func (s *Store) Update(ctx context.Context, w store.Write) (*careplanv1.CarePlan
 func (s *Store) writePlan(ctx context.Context, w store.Write, prepare func(tx *writeTx, p *careplanv1.CarePlan) (old *careplanv1.CarePlan, err error)) (*careplanv1.CarePlan, error) {
 	var out *careplanv1.CarePlan
 	err := s.write(ctx, func(tx *writeTx) error {
+		out = nil
 		if w.RequestKey != "" {
-			p, ok, err := lookupRequest(ctx, tx.tx, w.RequestKey)
+			p, ok, err := lookupRequest(tx.queryRow, w.RequestKey)
 			if ok || err != nil {
 				out = p
 				if err != nil {
@@ -131,7 +132,7 @@ type stmt struct {
 
 // current reads the plan's current version inside the transaction.
 func (w *writeTx) current(nhs string) (*careplanv1.CarePlan, error) {
-	return scanCurrent(w.tx.QueryRow(w.ctx, currentSQL, nhs))
+	return scanCurrent(w.queryRow(currentSQL, nhs))
 }
 
 func scanCurrent(row pgx.Row) (*careplanv1.CarePlan, error) {
@@ -175,7 +176,7 @@ func (s *Store) GetStored(ctx context.Context, nhs, org string) (*store.StoredPl
 
 // LookupRequest implements store.Store.
 func (s *Store) LookupRequest(ctx context.Context, key string) (*careplanv1.CarePlan, bool, error) {
-	p, ok, err := lookupRequest(ctx, s.pool, key)
+	p, ok, err := lookupRequest(func(sql string, args ...any) pgx.Row { return s.pool.QueryRow(ctx, sql, args...) }, key)
 	return p, ok, s.mapErr(ctx, err)
 }
 
@@ -189,15 +190,11 @@ func (s *Store) PruneRequests(ctx context.Context, before time.Time, limit int) 
 	return int(tag.RowsAffected()), nil
 }
 
-// querier is a pool or a transaction.
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-func lookupRequest(ctx context.Context, q querier, key string) (*careplanv1.CarePlan, bool, error) {
+// lookupRequest reads the version a request key stored, through
+// queryRow: the pool's, or a transaction's.
+func lookupRequest(queryRow func(sql string, args ...any) pgx.Row, key string) (*careplanv1.CarePlan, bool, error) {
 	var body []byte
-	err := q.QueryRow(ctx, `SELECT v.body FROM requests r
+	err := queryRow(`SELECT v.body FROM requests r
 		JOIN versions v ON v.nhs = r.nhs AND v.version = r.version WHERE r.key = $1`, key).Scan(&body)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, false, nil

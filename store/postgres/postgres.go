@@ -31,6 +31,8 @@ type Options struct {
 	// how often an unhealthy store checks whether it has recovered.
 	// Default 1s.
 	PollInterval time.Duration
+	// Observer, when set, hears of every group commit (for metrics).
+	Observer store.CommitObserver
 }
 
 // Store is a store.Store on PostgreSQL.
@@ -40,6 +42,7 @@ type Store struct {
 	// connections come and go, so notifications need one of their own.
 	listenCfg    *pgxpool.Config
 	pollInterval time.Duration
+	observer     store.CommitObserver
 
 	// rev is the latest revision known to be committed, by any replica.
 	rev store.RevisionSignal
@@ -48,10 +51,10 @@ type Store struct {
 	healthMu sync.Mutex
 	onHealth func(writable bool)
 
-	// audits queues AppendAudit calls for auditLoop (unbuffered: a send
-	// succeeds only while the loop runs).
-	audits       chan *auditOp
-	auditStopped chan struct{}
+	// ops queues writes for commitLoop (unbuffered: a send succeeds only
+	// while the loop runs).
+	ops           chan *op
+	commitStopped chan struct{}
 
 	closing   chan struct{}
 	stopped   chan struct{}
@@ -79,13 +82,14 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("migrate schema: %w", unavailable(err))
 	}
 	s := &Store{
-		pool:         pool,
-		listenCfg:    pool.Config(),
-		pollInterval: opts.PollInterval,
-		audits:       make(chan *auditOp),
-		auditStopped: make(chan struct{}),
-		closing:      make(chan struct{}),
-		stopped:      make(chan struct{}),
+		pool:          pool,
+		listenCfg:     pool.Config(),
+		pollInterval:  opts.PollInterval,
+		observer:      opts.Observer,
+		ops:           make(chan *op),
+		commitStopped: make(chan struct{}),
+		closing:       make(chan struct{}),
+		stopped:       make(chan struct{}),
 	}
 	s.writable.Store(true)
 	if _, err := s.Revision(ctx); err != nil {
@@ -93,7 +97,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	go s.watch()
-	go s.auditLoop()
+	go s.commitLoop()
 	return s, nil
 }
 
@@ -134,7 +138,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		<-s.stopped
-		<-s.auditStopped
+		<-s.commitStopped
 		s.pool.Close()
 	})
 	return nil

@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/sha256"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
@@ -30,55 +29,45 @@ type writeTx struct {
 	auditHead          []byte
 	// revised and audited say which counters this transaction moved.
 	revised, audited bool
-	// writes holds the transaction's inserts and updates. They depend on
-	// nothing read back, so they go to the server in one round trip at the
-	// end (see write) instead of one each: the counters row is held for
-	// fewer round trips.
+	// writes holds the inserts and updates not yet sent. They depend on
+	// nothing read back, so they go to the server in one round trip (see
+	// flush) instead of one each: the counters row is held for fewer round
+	// trips.
 	writes pgx.Batch
+	// queued counts the writes ever queued, so that the commit loop can
+	// tell whether a refused call wrote anything.
+	queued int
 }
 
 // queue adds a write to the transaction's batch.
-func (w *writeTx) queue(sql string, args ...any) { w.writes.Queue(sql, args...) }
-
-// write runs fn in one transaction, bound to ctx so that nothing commits
-// after the caller's deadline. The transaction first locks the single
-// counters row: that serialises writers exactly as bbolt's single writer
-// does, so each sees every earlier commit, checks (etag, existence, request
-// key) cannot race, and revisions and audit sequences are allocated
-// gap-free in the order the transactions commit and become visible.
-func (s *Store) write(ctx context.Context, fn func(w *writeTx) error) error {
-	var w *writeTx
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		w = &writeTx{ctx: ctx, tx: tx}
-		err := tx.QueryRow(ctx, `SELECT revision, audit_seq, audit_head FROM counters FOR UPDATE`).
-			Scan(&w.revision, &w.auditSeq, &w.auditHead)
-		if err != nil {
-			return err
-		}
-		if err := fn(w); err != nil {
-			return err
-		}
-		if !w.revised && !w.audited {
-			return nil
-		}
-		w.queue(`UPDATE counters SET revision = $1, audit_seq = $2, audit_head = $3`, w.revision, w.auditSeq, w.auditHead)
-		if w.revised {
-			w.queue(`SELECT pg_notify($1, $2)`, revisionChannel, strconv.FormatInt(w.revision, 10))
-		}
-		return tx.SendBatch(ctx, &w.writes).Close()
-	})
-	if err != nil {
-		err = s.mapErr(ctx, err)
-		if !store.IsRefusal(err) {
-			s.setWritable(false)
-		}
-		return err
-	}
-	if w.revised {
-		s.rev.Publish(w.revision)
-	}
-	return nil
+func (w *writeTx) queue(sql string, args ...any) {
+	w.writes.Queue(sql, args...)
+	w.queued++
 }
+
+// flush sends the queued writes.
+func (w *writeTx) flush() error {
+	if w.writes.Len() == 0 {
+		return nil
+	}
+	err := w.tx.SendBatch(w.ctx, &w.writes).Close()
+	w.writes = pgx.Batch{}
+	return err
+}
+
+// queryRow reads inside the transaction, after the queued writes, so that
+// a call sees what the calls before it in the same transaction wrote.
+func (w *writeTx) queryRow(sql string, args ...any) pgx.Row {
+	if err := w.flush(); err != nil {
+		return errRow{err}
+	}
+	return w.tx.QueryRow(w.ctx, sql, args...)
+}
+
+// errRow is a pgx.Row whose Scan fails with err.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // appendRevision gives ev the next revision and logs it. The logged event
 // names the plan version only; Events hydrates it.

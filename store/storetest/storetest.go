@@ -53,6 +53,7 @@ func Run(t *testing.T, h Harness) {
 		{"Restart", testRestart},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentAudit", testConcurrentAudit},
+		{"ConcurrentConflicts", testConcurrentConflicts},
 		{"NoLostUpdates", testNoLostUpdates},
 		{"CanceledNotCommitted", testCanceled},
 	}
@@ -757,6 +758,100 @@ func testConcurrentAudit(t *testing.T, h Harness) {
 	for c := range callers {
 		if n := bySubject[fmt.Sprintf("reader-%d", c)]; n != perCaller {
 			t.Fatalf("reader-%d has %d events, want %d", c, n, perCaller)
+		}
+	}
+}
+
+// testConcurrentConflicts starts calls that contend for one plan at once,
+// so that they share transactions (both stores group concurrent calls): a
+// call must see what the calls before it in its transaction wrote, and a
+// refused call must leave no trace while the others commit.
+func testConcurrentConflicts(t *testing.T, h Harness) {
+	s := h.Open(t)
+	ctx := context.Background()
+	const n = 16
+	// race runs call n times at once and returns the errors and results.
+	race := func(call func(i int) (*careplanv1.CarePlan, error)) ([]error, []*careplanv1.CarePlan) {
+		errs, out := make([]error, n), make([]*careplanv1.CarePlan, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { out[i], errs[i] = call(i) })
+		}
+		wg.Wait()
+		return errs, out
+	}
+	// one checks that exactly one call succeeded and the rest were refused
+	// with want, and returns the winner's result.
+	one := func(what string, errs []error, out []*careplanv1.CarePlan, want error) *careplanv1.CarePlan {
+		t.Helper()
+		var won *careplanv1.CarePlan
+		for i, err := range errs {
+			switch {
+			case err == nil && won == nil:
+				won = out[i]
+			case err == nil:
+				t.Fatalf("%s: two calls succeeded", what)
+			case !errors.Is(err, want):
+				t.Fatalf("%s: %v, want %v", what, err, want)
+			}
+		}
+		if won == nil {
+			t.Fatalf("%s: no call succeeded", what)
+		}
+		return won
+	}
+	r0, _ := s.Revision(ctx)
+
+	created := create(t, s, fixture.NHSNumber(400))
+	errs, out := race(func(i int) (*careplanv1.CarePlan, error) {
+		next := proto.Clone(created).(*careplanv1.CarePlan)
+		next.WhatMatters = fmt.Sprintf("update %d", i)
+		return s.Update(ctx, store.Write{Plan: next, MatchEtag: created.GetEtag(), Actor: trustActor, Audit: auditFor(trustActor, "Update")})
+	})
+	won := one("updates on one etag", errs, out, store.ErrEtagMismatch)
+	got, err := s.Get(ctx, created.GetNhsNumber())
+	if err != nil || got.GetVersion() != 2 || got.GetWhatMatters() != won.GetWhatMatters() {
+		t.Fatalf("after the updates: version %d %q, %v; want version 2 %q", got.GetVersion(), got.GetWhatMatters(), err, won.GetWhatMatters())
+	}
+
+	nhs := fixture.NHSNumber(401)
+	errs, out = race(func(int) (*careplanv1.CarePlan, error) {
+		return s.Create(ctx, store.Write{Plan: fixture.Plan(nhs), Actor: trustActor, Audit: auditFor(trustActor, "Create")})
+	})
+	one("creates of one plan", errs, out, store.ErrAlreadyExists)
+
+	retried := fixture.NHSNumber(402)
+	errs, out = race(func(int) (*careplanv1.CarePlan, error) {
+		return s.Create(ctx, store.Write{Plan: fixture.Plan(retried), Actor: trustActor, RequestKey: "nurse-1/create/race", Audit: auditFor(trustActor, "Create")})
+	})
+	for i, err := range errs {
+		if err != nil || out[i].GetVersion() != 1 || out[i].GetEtag() != out[0].GetEtag() {
+			t.Fatalf("retries of one request: call %d got %v, %v; want every call to get version 1 with one etag", i, out[i], err)
+		}
+	}
+
+	// Revisions: one create, one update, one create, one create.
+	if r, _ := s.Revision(ctx); r != r0+4 {
+		t.Fatalf("revision = %d, want %d: a refused call wrote a revision", r, r0+4)
+	}
+	for nhs, want := range map[string]int{created.GetNhsNumber(): 2, fixture.NHSNumber(401): 1, retried: 1} {
+		if got := len(versions(t, s, nhs)); got != want {
+			t.Fatalf("%s has %d versions, want %d", nhs, got, want)
+		}
+	}
+	// Only successful writes record an event here (the server audits
+	// refusals itself); every retry of a request key is a success.
+	wantAudit := map[string]int{created.GetNhsNumber(): 2, fixture.NHSNumber(401): 1, retried: n}
+	var v store.ChainVerifier
+	for _, ev := range allAudit(t, s, store.AuditQuery{}) {
+		if err := v.Next(ev); err != nil {
+			t.Fatal(err)
+		}
+		wantAudit[ev.GetNhsNumber()]--
+	}
+	for nhs, left := range wantAudit {
+		if left != 0 {
+			t.Fatalf("%s: %d audit events more or fewer than expected", nhs, left)
 		}
 	}
 }
