@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"google.golang.org/protobuf/proto"
 
@@ -109,9 +110,9 @@ type journal struct {
 	buf  []byte
 	// sync is fdatasync; tests make it fail.
 	sync func(*os.File) error
-	// failed is set when a write may have left a group that was never
-	// acknowledged (see rewind).
-	failed bool
+	// failedAt holds where writes failed since the last rewind: each may
+	// have left a group that was never acknowledged (see rewind).
+	failedAt []int64
 }
 
 // openJournal opens the journal at path for the data file with storeID. A
@@ -183,7 +184,9 @@ func (j *journal) write(buf []byte) error {
 	if err == nil {
 		err = j.sync(j.f)
 	}
-	j.failed = j.failed || err != nil
+	if err != nil && !slices.Contains(j.failedAt, j.off) {
+		j.failedAt = append(j.failedAt, j.off)
+	}
 	return err
 }
 
@@ -196,19 +199,29 @@ func (j *journal) holds(n int) bool { return journalHeader+int64(n) <= j.size }
 //
 // A group whose write failed may still be whole on disk, and it carries on
 // the chain from the last event kept. Until the next group overwrites its
-// place it is harmless, but a rewind moves the next group elsewhere: read
+// place it is harmless, but a rewind moves the next group elsewhere. Read
 // from the start after a crash, the old records would run on into it, and
-// its events clash with those bbolt has since given the same numbers. So
-// after a failed write, a rewind first zeros the first group header, and
-// nothing before the next group is read.
+// its events clash with those bbolt has since given the same numbers. And
+// if bbolt has given out no numbers since (the commit only checkpointed),
+// the search past the end of the chain finds it as the chain's next group
+// and replays events whose callers were told UNAVAILABLE. So after a
+// failed write, a rewind first zeros the first group header and each failed
+// group's, and syncs.
 func (j *journal) rewind() {
 	j.off = journalHeader
-	if !j.failed {
+	if len(j.failedAt) == 0 {
 		return
 	}
-	if _, err := j.f.WriteAt(make([]byte, groupHeader), journalHeader); err == nil && j.sync(j.f) == nil {
-		j.failed = false
-	} // else the next write, at the same place, does the same
+	zeros := make([]byte, groupHeader)
+	_, err := j.f.WriteAt(zeros, journalHeader)
+	for _, off := range j.failedAt {
+		if err == nil {
+			_, err = j.f.WriteAt(zeros, off)
+		}
+	}
+	if err == nil && j.sync(j.f) == nil {
+		j.failedAt = j.failedAt[:0]
+	} // else the next rewind tries again
 }
 
 func (j *journal) Close() error { return j.f.Close() }

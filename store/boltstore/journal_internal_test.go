@@ -352,3 +352,46 @@ func TestFailedJournalWriteThenRewind(t *testing.T) {
 		t.Fatalf("after reopening: %d events, %v; want the 4 acknowledged", len(evs), err)
 	}
 }
+
+// TestFailedJournalWriteThenFlush: after a failed journal write, a commit
+// that adds no event of its own (a flush before the audit log is read)
+// checkpoints the acknowledged events and rewinds. A crash then must not
+// bring back the failed group's events, whose callers were told
+// UNAVAILABLE: it lies intact beyond the zeroed start, and carries on the
+// chain from exactly what bbolt holds.
+func TestFailedJournalWriteThenFlush(t *testing.T) {
+	s, path := openStore(t, Options{MappedBytes: -1})
+	ctx := context.Background()
+	ev := func() *careplanv1.AuditEvent { return &careplanv1.AuditEvent{Subject: "nurse-1", Outcome: "OK"} }
+	for range 3 {
+		if err := s.AppendAudit(ctx, ev()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.journal.sync = func(*os.File) error { return errors.New("injected sync failure") }
+	if err := s.AppendAudit(ctx, ev(), ev()); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("AppendAudit with a failing sync = %v, want ErrUnavailable", err)
+	}
+	s.journal.sync = fdatasync
+	if err := s.flushJournal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(t.TempDir(), "crashed.db")
+	for _, suffix := range []string{"", JournalSuffix} {
+		b, err := os.ReadFile(path + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(img+suffix, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := Open(img, Options{MappedBytes: -1})
+	if err != nil {
+		t.Fatalf("Open after a failed journal write and a flush: %v", err)
+	}
+	defer c.Close()
+	if evs, _, err := c.ListAudit(ctx, store.AuditQuery{Limit: 10}); err != nil || len(evs) != 3 {
+		t.Fatalf("after reopening: %d events, %v; want the 3 acknowledged", len(evs), err)
+	}
+}
