@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -234,6 +235,9 @@ func (s *Store) journalBatch(batch []*op) bool {
 	var err error
 	if !s.journal.fits(len(buf)) {
 		err = s.checkpoint()
+		if err == nil && !s.journal.fits(len(buf)) {
+			err = errors.New("could not rewind the full journal")
+		}
 	}
 	start := time.Now()
 	if err == nil {

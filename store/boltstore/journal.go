@@ -206,22 +206,27 @@ func (j *journal) holds(n int) bool { return journalHeader+int64(n) <= j.size }
 // the search past the end of the chain finds it as the chain's next group
 // and replays events whose callers were told UNAVAILABLE. So after a
 // failed write, a rewind first zeros the first group header and each failed
-// group's, and syncs.
+// group's, and syncs. If that fails, the journal goes on where it was (its
+// records are all in bbolt, so appending is safe) and the next rewind
+// tries again.
 func (j *journal) rewind() {
-	j.off = journalHeader
-	if len(j.failedAt) == 0 {
-		return
-	}
-	zeros := make([]byte, groupHeader)
-	_, err := j.f.WriteAt(zeros, journalHeader)
-	for _, off := range j.failedAt {
-		if err == nil {
-			_, err = j.f.WriteAt(zeros, off)
+	if len(j.failedAt) > 0 {
+		zeros := make([]byte, groupHeader)
+		_, err := j.f.WriteAt(zeros, journalHeader)
+		for _, off := range j.failedAt {
+			if err == nil {
+				_, err = j.f.WriteAt(zeros, off)
+			}
 		}
-	}
-	if err == nil && j.sync(j.f) == nil {
+		if err == nil {
+			err = j.sync(j.f)
+		}
+		if err != nil {
+			return
+		}
 		j.failedAt = j.failedAt[:0]
-	} // else the next rewind tries again
+	}
+	j.off = journalHeader
 }
 
 func (j *journal) Close() error { return j.f.Close() }

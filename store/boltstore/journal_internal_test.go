@@ -360,6 +360,16 @@ func TestFailedJournalWriteThenRewind(t *testing.T) {
 // UNAVAILABLE: it lies intact beyond the zeroed start, and carries on the
 // chain from exactly what bbolt holds.
 func TestFailedJournalWriteThenFlush(t *testing.T) {
+	for _, rewindFails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rewind fails %v", rewindFails), func(t *testing.T) { failedWriteThenFlush(t, rewindFails) })
+	}
+}
+
+// failedWriteThenFlush runs TestFailedJournalWriteThenFlush. When
+// rewindFails, the sync that should make the rewind's zeros durable fails
+// too: the journal must then go on where it was, so that its next group
+// overwrites the failed one, and the store must keep working.
+func failedWriteThenFlush(t *testing.T, rewindFails bool) {
 	s, path := openStore(t, Options{MappedBytes: -1})
 	ctx := context.Background()
 	ev := func() *careplanv1.AuditEvent { return &careplanv1.AuditEvent{Subject: "nurse-1", Outcome: "OK"} }
@@ -372,9 +382,23 @@ func TestFailedJournalWriteThenFlush(t *testing.T) {
 	if err := s.AppendAudit(ctx, ev(), ev()); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("AppendAudit with a failing sync = %v, want ErrUnavailable", err)
 	}
-	s.journal.sync = fdatasync
+	if !rewindFails {
+		s.journal.sync = fdatasync
+	}
+	failedAt := s.journal.off
 	if err := s.flushJournal(ctx); err != nil {
 		t.Fatal(err)
+	}
+	want := 3
+	if rewindFails {
+		if s.journal.off != failedAt {
+			t.Fatalf("after a failed rewind the journal goes on at %d, want %d (where the write failed)", s.journal.off, failedAt)
+		}
+		s.journal.sync = fdatasync
+		if err := s.AppendAudit(ctx, ev()); err != nil {
+			t.Fatal(err)
+		}
+		want = 4
 	}
 	img := filepath.Join(t.TempDir(), "crashed.db")
 	for _, suffix := range []string{"", JournalSuffix} {
@@ -391,7 +415,7 @@ func TestFailedJournalWriteThenFlush(t *testing.T) {
 		t.Fatalf("Open after a failed journal write and a flush: %v", err)
 	}
 	defer c.Close()
-	if evs, _, err := c.ListAudit(ctx, store.AuditQuery{Limit: 10}); err != nil || len(evs) != 3 {
-		t.Fatalf("after reopening: %d events, %v; want the 3 acknowledged", len(evs), err)
+	if evs, _, err := c.ListAudit(ctx, store.AuditQuery{Limit: 10}); err != nil || len(evs) != want {
+		t.Fatalf("after reopening: %d events, %v; want the %d acknowledged", len(evs), err, want)
 	}
 }
