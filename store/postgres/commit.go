@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -82,8 +83,11 @@ func (s *Store) commitLoop() {
 // the calls are then retried alone, where a refusal rolls back.
 var errRefusedAfterWriting = errors.New("postgres: a refused call had already written")
 
-// commitGroup commits batch in one transaction. If it fails, each call is
-// tried alone, so that one bad call cannot fail the others.
+// commitGroup commits batch in one transaction. If the transaction is
+// rolled back, each call is tried alone, so that one bad call cannot fail
+// the others; but not after COMMIT was sent (the group may have been
+// written: a retry would write it twice), nor after the group timed out
+// (the database is slow, not a call bad).
 func (s *Store) commitGroup(batch []*op) {
 	live := make([]*op, 0, len(batch))
 	for _, o := range batch {
@@ -97,7 +101,7 @@ func (s *Store) commitGroup(batch []*op) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.groupTimeout)
 	defer cancel()
 	results := make([]error, len(live))
 	start := time.Now()
@@ -119,12 +123,11 @@ func (s *Store) commitGroup(batch []*op) {
 		}
 		return nil
 	})
-	// A lone call's refusal rolls back as designed; any other error is a
-	// failed commit (a group's constraint violation, too).
-	if s.observer != nil && (err == nil || len(live) > 1 || !store.IsRefusal(s.mapErr(ctx, err))) {
-		s.observer.ObserveCommit(len(live), time.Since(start), err)
+	err, dbFault := s.txErr(ctx, err)
+	if s.observer != nil {
+		s.observe(results, time.Since(start), err, dbFault)
 	}
-	if err != nil && len(live) > 1 {
+	if err != nil && len(live) > 1 && !errors.Is(err, errCommitUnknown) && !errors.Is(err, errTimedOut) {
 		for _, o := range live {
 			s.commitGroup([]*op{o})
 		}
@@ -132,9 +135,72 @@ func (s *Store) commitGroup(batch []*op) {
 	}
 	for i, o := range live {
 		if err != nil {
-			results[i] = s.mapErr(ctx, err)
+			results[i] = err
 		}
 		o.done <- results[i]
+	}
+}
+
+// Why a transaction failed, when no call is to blame.
+var (
+	errCommitUnknown = fmt.Errorf("%w: the connection failed during COMMIT, so whether the write was stored is unknown", store.ErrUnavailable)
+	errTimedOut      = fmt.Errorf("%w: the transaction did not finish in time", store.ErrUnavailable)
+)
+
+// commitError marks an error from COMMIT itself.
+type commitError struct{ err error }
+
+func (e commitError) Error() string { return "commit: " + e.err.Error() }
+func (e commitError) Unwrap() error { return e.err }
+
+// txErr turns runTx's error into what the callers get. Unless a call is to
+// blame (a refusal, or callFault), the database failed: it marks the store
+// unhealthy and reports dbFault. It does not ask mapErr about ctx: that is
+// the group's, and its end is errTimedOut, not a caller's deadline.
+func (s *Store) txErr(ctx context.Context, err error) (_ error, dbFault bool) {
+	var ce commitError
+	switch {
+	case err == nil:
+		return nil, false
+	case errors.As(err, &ce) && !answered(ce.err):
+		err = fmt.Errorf("%w: %v", errCommitUnknown, ce.err)
+	case ctx.Err() != nil:
+		err = errTimedOut
+	default:
+		blamed := callFault(err)
+		err = s.mapErr(context.Background(), err)
+		if blamed || store.IsRefusal(err) {
+			return err, false
+		}
+	}
+	s.setWritable(false)
+	return err, true
+}
+
+// answered reports an error PostgreSQL itself returned: the transaction
+// was rolled back, and nothing of it was stored.
+func answered(err error) bool {
+	_, ok := errors.AsType[*pgconn.PgError](err)
+	return ok || errors.Is(err, pgx.ErrTxCommitRollback)
+}
+
+// observe reports a group commit: the calls it stored, or a failure of the
+// database.
+func (s *Store) observe(results []error, took time.Duration, err error, dbFault bool) {
+	if err != nil {
+		if dbFault {
+			s.observer.ObserveCommit(len(results), took, err)
+		}
+		return
+	}
+	stored := 0
+	for _, r := range results {
+		if r == nil {
+			stored++
+		}
+	}
+	if stored > 0 {
+		s.observer.ObserveCommit(stored, took, nil)
 	}
 }
 
@@ -142,38 +208,49 @@ func (s *Store) commitGroup(batch []*op) {
 // row: that serialises writers exactly as bbolt's single writer does, so
 // each sees every earlier commit, checks (etag, existence, request key)
 // cannot race, and revisions and audit sequences are allocated gap-free in
-// the order the transactions commit and become visible.
+// the order the transactions commit and become visible. An error from
+// COMMIT is a commitError: the transaction may have been stored.
 func (s *Store) runTx(ctx context.Context, fn txFunc) error {
-	var w *writeTx
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		w = &writeTx{ctx: ctx, tx: tx}
-		err := tx.QueryRow(ctx, `SELECT revision, audit_seq, audit_head FROM counters FOR UPDATE`).
-			Scan(&w.revision, &w.auditSeq, &w.auditHead)
-		if err != nil {
-			return err
-		}
-		if err := fn(w); err != nil {
-			return err
-		}
-		if !w.revised && !w.audited {
-			return nil
-		}
-		w.queue(`UPDATE counters SET revision = $1, audit_seq = $2, audit_head = $3`, w.revision, w.auditSeq, w.auditHead)
-		if w.revised {
-			w.queue(`SELECT pg_notify($1, $2)`, revisionChannel, strconv.FormatInt(w.revision, 10))
-		}
-		return w.flush()
-	})
+	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		if !store.IsRefusal(s.mapErr(ctx, err)) && !callFault(err) {
-			s.setWritable(false)
-		}
 		return err
+	}
+	w := &writeTx{ctx: ctx, tx: tx}
+	if err := w.run(fn); err != nil {
+		// A rollback that fails closes the connection, which rolls back.
+		_ = tx.Rollback(ctx)
+		return err
+	}
+	if s.beforeCommit != nil {
+		s.beforeCommit(tx)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return commitError{err}
 	}
 	if w.revised {
 		s.rev.Publish(w.revision)
 	}
 	return nil
+}
+
+// run locks the counters, runs fn, and sends the writes, all but COMMIT.
+func (w *writeTx) run(fn txFunc) error {
+	err := w.tx.QueryRow(w.ctx, `SELECT revision, audit_seq, audit_head FROM counters FOR UPDATE`).
+		Scan(&w.revision, &w.auditSeq, &w.auditHead)
+	if err != nil {
+		return err
+	}
+	if err := fn(w); err != nil {
+		return err
+	}
+	if !w.revised && !w.audited {
+		return nil
+	}
+	w.queue(`UPDATE counters SET revision = $1, audit_seq = $2, audit_head = $3`, w.revision, w.auditSeq, w.auditHead)
+	if w.revised {
+		w.queue(`SELECT pg_notify($1, $2)`, revisionChannel, strconv.FormatInt(w.revision, 10))
+	}
+	return w.flush()
 }
 
 // callFault reports an error that PostgreSQL raised over what a call sent

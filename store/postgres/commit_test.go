@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/careplan/careplan/internal/fixture"
@@ -32,6 +33,28 @@ func (c *commitLog) ObserveCommit(ops int, _ time.Duration, err error) {
 		return
 	}
 	c.groups = append(c.groups, ops)
+}
+
+// healthLog records a store's health changes.
+type healthLog struct {
+	mu      sync.Mutex
+	changes []bool
+}
+
+func watchHealth(s *Store) *healthLog {
+	h := &healthLog{}
+	s.OnHealthChange(func(ok bool) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.changes = append(h.changes, ok)
+	})
+	return h
+}
+
+func (h *healthLog) get() []bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.changes)
 }
 
 func (c *commitLog) take() (groups []int, failed int) {
@@ -104,15 +127,16 @@ func TestGroupCommit(t *testing.T) {
 	for _, g := range groups {
 		total += g
 	}
-	if failed != 0 || total != calls || slices.Max(groups) < 2 {
-		t.Fatalf("commits: %v (%d calls), %d failed; want the %d calls in groups, none failed", groups, total, failed, calls)
+	// Each commit counts the calls it stored: the audit appends and the
+	// one update, not the refused updates.
+	if want := calls/2 + 1; failed != 0 || total != want || slices.Max(groups) < 2 {
+		t.Fatalf("commits: %v (%d calls stored), %d failed; want the %d stored calls in groups, none failed", groups, total, failed, want)
 	}
 
 	// A call whose statement fails on what it sent aborts its group's
 	// transaction; the others are retried alone and commit, and the store
 	// still reports itself healthy.
-	var healthChanges []bool
-	s.OnHealthChange(func(ok bool) { healthChanges = append(healthChanges, ok) })
+	health := watchHealth(s)
 	bad := errors.New("unset")
 	errs = run(8, func(i int) error {
 		if i == 0 {
@@ -133,11 +157,106 @@ func TestGroupCommit(t *testing.T) {
 	if !errors.Is(bad, store.ErrUnavailable) || !strings.Contains(bad.Error(), "division by zero") {
 		t.Fatalf("the failing call got %v, want ErrUnavailable for the division by zero", bad)
 	}
-	if len(healthChanges) != 0 || !s.writable.Load() {
-		t.Fatalf("health changed %v after one call's bad statement; want it left healthy", healthChanges)
+	if changes := health.get(); len(changes) != 0 || !s.writable.Load() {
+		t.Fatalf("health changed %v after one call's bad statement; want it left healthy", changes)
 	}
 	var n int
 	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit`).Scan(&n); err != nil || n != calls/2+7 {
 		t.Fatalf("audit rows = %d, %v; want %d", n, err, calls/2+7)
+	}
+}
+
+// TestCommitOutcomeUnknown: the connection fails after COMMIT was sent,
+// and the group was stored. Its calls must hear UNAVAILABLE (in doubt), and
+// must not be retried: a retry would store their events a second time.
+func TestCommitOutcomeUnknown(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	var log commitLog
+	s, err := Open(context.Background(), dsn, Options{Observer: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	health := watchHealth(s)
+	s.beforeCommit = func(tx pgx.Tx) {
+		// Commit behind pgx's back, then lose the connection.
+		conn := tx.Conn().PgConn()
+		if _, err := conn.Exec(context.Background(), "COMMIT").ReadAll(); err != nil {
+			t.Errorf("COMMIT: %v", err)
+		}
+		_ = conn.Close(context.Background())
+	}
+	const calls = 6
+	errs := make([]error, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() { errs[i] = s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"}) })
+	}
+	wg.Wait()
+	s.beforeCommit = nil
+	for i, err := range errs {
+		if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, errCommitUnknown) {
+			t.Fatalf("call %d: %v, want ErrUnavailable saying the outcome is unknown", i, err)
+		}
+	}
+	// Every call went through COMMIT once, in however many groups.
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit`).Scan(&n); err != nil || n != calls {
+		t.Fatalf("audit rows = %d, %v; want %d, each event stored once", n, err, calls)
+	}
+	if _, failed := log.take(); failed == 0 || len(health.get()) == 0 || health.get()[0] {
+		t.Fatalf("%d failed commits observed, health changes %v; want failures and the store marked unhealthy", failed, health.get())
+	}
+}
+
+// TestGroupTimeout: a transaction that cannot get the counters row within
+// the group timeout fails its calls with UNAVAILABLE, not with a deadline
+// none of them set, once for the group rather than once per call.
+func TestGroupTimeout(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	var log commitLog
+	s, err := Open(context.Background(), dsn, Options{Observer: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	// Another replica holds the counters row.
+	holder, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, `SELECT 1 FROM counters FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	s.groupTimeout = 300 * time.Millisecond
+	const calls = 6
+	errs := make([]error, calls)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range calls {
+		wg.Go(func() {
+			<-start
+			errs[i] = s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"})
+		})
+	}
+	close(start)
+	wg.Wait()
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if !errors.Is(err, errTimedOut) || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v, want ErrUnavailable (timed out), not a caller's deadline", i, err)
+		}
+	}
+	groups, failed := log.take()
+	if len(groups) != 0 || failed == 0 || failed >= calls {
+		t.Fatalf("observed %v stored and %d failed commits; want fewer failures than calls (no retry alone) and nothing stored", groups, failed)
+	}
+	s.groupTimeout = groupTimeout
+	if err := s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"}); err != nil {
+		t.Fatalf("after the lock was released: %v", err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -51,6 +52,12 @@ type Store struct {
 	healthMu sync.Mutex
 	onHealth func(writable bool)
 
+	// groupTimeout bounds one shared transaction (see commitGroup); tests
+	// shorten it.
+	groupTimeout time.Duration
+	// beforeCommit, when set (by tests), runs just before each COMMIT.
+	beforeCommit func(pgx.Tx)
+
 	// ops queues writes for commitLoop (unbuffered: a send succeeds only
 	// while the loop runs).
 	ops           chan *op
@@ -86,6 +93,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		listenCfg:     pool.Config(),
 		pollInterval:  opts.PollInterval,
 		observer:      opts.Observer,
+		groupTimeout:  groupTimeout,
 		ops:           make(chan *op),
 		commitStopped: make(chan struct{}),
 		closing:       make(chan struct{}),
