@@ -87,7 +87,7 @@ var errRefusedAfterWriting = errors.New("postgres: a refused call had already wr
 // rolled back, each call is tried alone, so that one bad call cannot fail
 // the others; but not after COMMIT was sent (the group may have been
 // written: a retry would write it twice), nor after the group timed out
-// (the database is slow, not a call bad).
+// (the database is slow; no call is to blame).
 func (s *Store) commitGroup(batch []*op) {
 	live := make([]*op, 0, len(batch))
 	for _, o := range batch {
