@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -38,11 +39,13 @@ type plan struct {
 	nhs     string
 	etag    string // "" until the plan exists
 	version int64
-	// inDoubt is the marker of the last write whose outcome is unknown. It
-	// can land after the writer has re-read the plan (a cancelled call's
-	// commit may already be under way), so a conflict on the next write is
-	// expected once, if a re-read then shows exactly that write.
-	inDoubt string
+	// inDoubt holds the markers of writes whose outcome is unknown, all
+	// based on version inDoubtBase. One of them can land after the writer
+	// has re-read the plan (a cancelled call's commit may already be under
+	// way), so a conflict on the next write is expected once, if a re-read
+	// then shows one of them at inDoubtBase+1.
+	inDoubt     []string
+	inDoubtBase int64
 }
 
 // writer owns its plans outright: no other writer touches them, so every
@@ -76,7 +79,7 @@ func (w *writer) run(ctx context.Context, cl *client.Client) (res writerResult) 
 	// The previous cycle may have ended with a write in doubt: start from
 	// what the server holds.
 	for _, p := range w.plans {
-		if _, err := w.sync(ctx, cl, p); err != nil {
+		if err := w.resync(ctx, cl, p); err != nil {
 			if !inDoubt(err) {
 				res.err = err
 			}
@@ -95,9 +98,9 @@ func (w *writer) run(ctx context.Context, cl *client.Client) (res writerResult) 
 					w.id, p.nhs, stored.GetVersion(), stored.GetWhatMatters(), p.version, marker)
 				return res
 			}
-			p.etag, p.version, p.inDoubt = stored.GetEtag(), stored.GetVersion(), ""
+			p.etag, p.version, p.inDoubt = stored.GetEtag(), stored.GetVersion(), nil
 			res.acked = append(res.acked, write{nhs: p.nhs, version: p.version, marker: marker})
-		case p.inDoubt != "" && (errors.Is(err, client.ErrEtagMismatch) || errors.Is(err, client.ErrAlreadyExists)):
+		case len(p.inDoubt) > 0 && (errors.Is(err, client.ErrEtagMismatch) || errors.Is(err, client.ErrAlreadyExists)):
 			if err := w.lateLanding(ctx, cl, p, err); err != nil {
 				if !inDoubt(err) {
 					res.err = err
@@ -111,7 +114,10 @@ func (w *writer) run(ctx context.Context, cl *client.Client) (res writerResult) 
 			case <-time.After(throttlePause):
 			}
 		case inDoubt(err):
-			p.inDoubt = marker
+			if p.inDoubtBase != p.version {
+				p.inDoubt = nil // the earlier ones were settled
+			}
+			p.inDoubt, p.inDoubtBase = append(p.inDoubt, marker), p.version
 			res.unknown = append(res.unknown, write{nhs: p.nhs, marker: marker})
 			return res
 		default:
@@ -140,20 +146,41 @@ func (w *writer) sync(ctx context.Context, cl *client.Client, p *plan) (string, 
 }
 
 // lateLanding explains a conflict after a write in doubt: it is fine only if
-// the plan now holds exactly that write, one version on from what the
-// writer last read.
+// the writer's last read still predated that write, and the plan now holds
+// exactly that write, one version on.
 func (w *writer) lateLanding(ctx context.Context, cl *client.Client, p *plan, conflict error) error {
-	before, marker := p.version, p.inDoubt
+	if p.version != p.inDoubtBase {
+		return fmt.Errorf("writer %d: %s: %w at version %d, after the writes in doubt (%q, on version %d) were settled",
+			w.id, p.nhs, conflict, p.version, p.inDoubt, p.inDoubtBase)
+	}
+	if err := w.resync(ctx, cl, p); err != nil {
+		return err
+	}
+	if len(p.inDoubt) > 0 {
+		return fmt.Errorf("writer %d: %s: %w, yet the plan is still at version %d", w.id, p.nhs, conflict, p.version)
+	}
+	return nil
+}
+
+// resync re-reads p and checks it: each writer owns its plans outright, so
+// the plan must hold the version the writer last knew, or, when writes are
+// in doubt, one of them one version on (it landed, and the others cannot).
+// Anything else is a version no write of this writer explains.
+func (w *writer) resync(ctx context.Context, cl *client.Client, p *plan) error {
+	known := p.version
 	cur, err := w.sync(ctx, cl, p)
 	if err != nil {
 		return err
 	}
-	if p.version != before+1 || cur != marker {
-		return fmt.Errorf("writer %d: %s: %w after version %d, and the plan now holds version %d with %q, not the write in doubt (%q)",
-			w.id, p.nhs, conflict, before, p.version, cur, marker)
+	switch {
+	case p.version == known:
+		return nil
+	case len(p.inDoubt) > 0 && known == p.inDoubtBase && p.version == known+1 && slices.Contains(p.inDoubt, cur):
+		p.inDoubt = nil
+		return nil
 	}
-	p.inDoubt = ""
-	return nil
+	return fmt.Errorf("writer %d: %s: the plan holds version %d with %q; want version %d, or %d with a write in doubt (%q)",
+		w.id, p.nhs, p.version, cur, known, known+1, p.inDoubt)
 }
 
 // write creates the plan or updates its what_matters to marker, based on

@@ -12,7 +12,9 @@ import (
 )
 
 // TestLateLanding: a write in doubt that lands after the writer re-read the
-// plan explains one conflict; any other newer version is still an error.
+// plan explains one conflict; any other newer version is still an error,
+// including a second version that merely repeats the settled write's
+// marker.
 func TestLateLanding(t *testing.T) {
 	s := testserver.Start(t)
 	cl := s.Client(t, testserver.TrustUser)
@@ -20,14 +22,21 @@ func TestLateLanding(t *testing.T) {
 	w := newWriter(0, "t")
 	p := w.plans[0]
 
-	// landBehind stores marker as the next version, without the writer
-	// knowing: the in-doubt write's commit arriving late.
-	landBehind := func(marker string) {
+	// behind stores a change as the next version without the writer
+	// knowing: the in-doubt write's commit arriving late, or a version no
+	// write explains.
+	behind := func(change *careplanv1.CarePlan, paths ...string) {
 		t.Helper()
-		if _, err := cl.Update(ctx, &careplanv1.CarePlan{NhsNumber: p.nhs, Etag: p.etag, WhatMatters: marker}, []string{"what_matters"}, ""); err != nil {
+		cur, err := cl.Get(ctx, p.nhs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		change.NhsNumber, change.Etag = p.nhs, cur.GetEtag()
+		if _, err := cl.Update(ctx, change, paths, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
+	land := func(marker string) { behind(&careplanv1.CarePlan{WhatMatters: marker}, "what_matters") }
 	conflict := func() error {
 		t.Helper()
 		_, err := w.write(ctx, cl, p, "next")
@@ -36,33 +45,48 @@ func TestLateLanding(t *testing.T) {
 		}
 		return err
 	}
+	resync := func() error {
+		t.Helper()
+		return w.resync(ctx, cl, p)
+	}
+	doubt := func(marker string) { p.inDoubt, p.inDoubtBase = []string{marker}, p.version }
 
-	if _, err := w.write(ctx, cl, p, "first"); err != nil {
+	first, err := w.write(ctx, cl, p, "first")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.sync(ctx, cl, p); err != nil {
+	p.etag, p.version = first.GetEtag(), first.GetVersion()
+	if err := resync(); err != nil {
 		t.Fatal(err)
 	}
-	p.inDoubt = "in-doubt-1"
-	landBehind("in-doubt-1")
+
+	// The write in doubt lands after the resync: one conflict, explained.
+	doubt("in-doubt-1")
+	land("in-doubt-1")
 	if err := w.lateLanding(ctx, cl, p, conflict()); err != nil {
 		t.Fatalf("the write in doubt landed late: %v, want no error", err)
 	}
-	if p.version != 2 || p.inDoubt != "" {
+	if p.version != 2 || len(p.inDoubt) != 0 {
 		t.Fatalf("after the late landing the writer holds version %d, in doubt %q; want 2 and none", p.version, p.inDoubt)
 	}
-	if _, err := w.write(ctx, cl, p, "after"); err != nil {
-		t.Fatalf("write after resync: %v", err)
+
+	// It lands before the resync, which settles it; a later version that
+	// repeats its marker (a write applied twice) is explained by nothing.
+	doubt("in-doubt-2")
+	land("in-doubt-2")
+	if err := resync(); err != nil || len(p.inDoubt) != 0 {
+		t.Fatalf("resync after the write in doubt landed: %v, in doubt %q; want it settled", err, p.inDoubt)
 	}
-	if _, err := w.sync(ctx, cl, p); err != nil {
-		t.Fatal(err)
+	behind(&careplanv1.CarePlan{SharingObjection: true}, "sharing_objection")
+	if err := resync(); err == nil {
+		t.Fatal("resync accepted a version that repeats a settled write's marker")
 	}
 
-	// Someone else's write is not explained by the write in doubt.
-	p.inDoubt = "in-doubt-2"
-	landBehind("someone-else")
-	err := w.lateLanding(ctx, cl, p, conflict())
-	if err == nil || !strings.Contains(err.Error(), "not the write in doubt") {
+	// Someone else's write is not explained by a write in doubt.
+	doubt("in-doubt-3")
+	land("someone-else")
+	err = w.lateLanding(ctx, cl, p, conflict())
+	if err == nil || !strings.Contains(err.Error(), "write in doubt") {
 		t.Fatalf("a conflict from another write: %v, want an error naming the write in doubt", err)
 	}
 }
