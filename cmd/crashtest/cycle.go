@@ -64,7 +64,8 @@ func (h *harness) cycle(ctx context.Context, n int, sum *summary) error {
 		return err
 	}
 	defer cl.Close()
-	v, err := verify(ctx, cl, h.acked, unknown)
+	v, err := verify(ctx, cl, h.acked, unknown, h.unknown)
+	h.unknown = append(h.unknown, unknown...)
 	sum.Lost += len(v.lost)
 	sum.Landed += v.landed
 	if err != nil {

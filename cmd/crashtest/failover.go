@@ -180,7 +180,7 @@ func runFailover(ctx context.Context, cfg config, dsn string) (sum failoverSumma
 			return sum, fmt.Errorf("cycle %d: restart: %w", n, err)
 		}
 		setAddrs()
-		v, err := verify(ctx, cl, acked, unknown)
+		v, err := verify(ctx, cl, acked, unknown, nil)
 		sum.Lost += len(v.lost)
 		if err != nil {
 			return sum, fmt.Errorf("cycle %d: verify: %w", n, err)

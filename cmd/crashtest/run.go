@@ -86,6 +86,7 @@ type harness struct {
 	rng     *rand.Rand
 	writers []*writer
 	acked   []write // every acknowledged write so far
+	unknown []write // every write in doubt in earlier cycles
 	reads   int     // answered reads so far
 	token   string
 	srv     *serverProc // the running server, if any

@@ -57,9 +57,12 @@ type verdict struct {
 // verify checks, against the restarted server, that every acknowledged
 // write is stored: the plan's current version is at least the acknowledged
 // one, and its history holds that version with that write's marker. It also
-// counts which unknown writes landed. An error means the check itself could
-// not run (or the history is malformed), not that a write was lost.
-func verify(ctx context.Context, cl *client.Client, acked, unknown []write) (verdict, error) {
+// counts which unknown writes landed. And every stored version must be one
+// write's, once: acknowledged, unknown, or earlier, the writes left in
+// doubt before (not counted). An error means the check itself could not
+// run, or the history is malformed (a version no write made, or a write
+// stored twice); not that a write was lost.
+func verify(ctx context.Context, cl *client.Client, acked, unknown, earlier []write) (verdict, error) {
 	ctx, cancel := context.WithTimeout(ctx, verifyLimit)
 	defer cancel()
 	byPlan := map[string][]write{}
@@ -68,6 +71,12 @@ func verify(ctx context.Context, cl *client.Client, acked, unknown []write) (ver
 	}
 	for _, w := range unknown {
 		byPlan[w.nhs] = append(byPlan[w.nhs], w)
+	}
+	made := map[string]bool{} // every marker a write carried
+	for _, ws := range [][]write{acked, unknown, earlier} {
+		for _, w := range ws {
+			made[w.marker] = true
+		}
 	}
 	var (
 		mu   sync.Mutex
@@ -80,7 +89,7 @@ func verify(ctx context.Context, cl *client.Client, acked, unknown []write) (ver
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			pv, err := verifyPlan(ctx, cl, nhs, writes)
+			pv, err := verifyPlan(ctx, cl, nhs, writes, made)
 			mu.Lock()
 			defer mu.Unlock()
 			v.lost = append(v.lost, pv.lost...)
@@ -96,8 +105,9 @@ func verify(ctx context.Context, cl *client.Client, acked, unknown []write) (ver
 }
 
 // verifyPlan checks one plan's writes (acknowledged ones have a version,
-// unknown ones do not).
-func verifyPlan(ctx context.Context, cl *client.Client, nhs string, writes []write) (verdict, error) {
+// unknown ones do not), and that each of its versions carries the marker
+// of a write in made, each marker once.
+func verifyPlan(ctx context.Context, cl *client.Client, nhs string, writes []write, made map[string]bool) (verdict, error) {
 	var v verdict
 	var current int64
 	cur, err := cl.Get(ctx, nhs)
@@ -110,6 +120,7 @@ func verifyPlan(ctx context.Context, cl *client.Client, nhs string, writes []wri
 		current = cur.GetVersion()
 	}
 	stored := map[int64]string{} // version → what_matters
+	versionOf := map[string]int64{}
 	if current > 0 {
 		history, err := cl.History(ctx, nhs)
 		if err != nil {
@@ -119,7 +130,14 @@ func verifyPlan(ctx context.Context, cl *client.Client, nhs string, writes []wri
 			if h.GetVersion() != int64(i+1) {
 				return v, fmt.Errorf("history %s: entry %d is version %d; want versions 1..n, oldest first", nhs, i, h.GetVersion())
 			}
-			stored[h.GetVersion()] = h.GetWhatMatters()
+			m := h.GetWhatMatters()
+			if !made[m] {
+				return v, fmt.Errorf("history %s: version %d holds %q, which no write made", nhs, h.GetVersion(), m)
+			}
+			if ver, twice := versionOf[m]; twice {
+				return v, fmt.Errorf("history %s: versions %d and %d both hold %q: a write stored twice", nhs, ver, h.GetVersion(), m)
+			}
+			stored[h.GetVersion()], versionOf[m] = m, h.GetVersion()
 		}
 		if int64(len(history)) != current {
 			return v, fmt.Errorf("history %s: %d versions, but the current plan is version %d", nhs, len(history), current)

@@ -90,3 +90,46 @@ func TestLateLanding(t *testing.T) {
 		t.Fatalf("a conflict from another write: %v, want an error naming the write in doubt", err)
 	}
 }
+
+// TestVerifyHistory: a version no write made, or one write's marker stored
+// twice, fails verification, though no acknowledged write is missing.
+func TestVerifyHistory(t *testing.T) {
+	s := testserver.Start(t)
+	cl := s.Client(t, testserver.TrustUser)
+	ctx := context.Background()
+	w := newWriter(0, "t")
+	p := w.plans[0]
+	var acked []write
+	step := func(marker string) {
+		t.Helper()
+		stored, err := w.write(ctx, cl, p, marker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.etag, p.version = stored.GetEtag(), stored.GetVersion()
+		acked = append(acked, write{nhs: p.nhs, version: p.version, marker: marker})
+	}
+	step("m1")
+	step("m2")
+	if _, err := verify(ctx, cl, acked, nil, nil); err != nil {
+		t.Fatalf("a clean history: %v", err)
+	}
+	step("m1") // the same marker again, as a write applied twice would leave
+	acked = acked[:2]
+	if _, err := verify(ctx, cl, acked, nil, nil); err == nil || !strings.Contains(err.Error(), "stored twice") {
+		t.Fatalf("a marker stored twice: %v, want an error", err)
+	}
+
+	// On the writer's other plan: a version whose marker no write carried.
+	p = w.plans[1]
+	acked = nil
+	step("n1")
+	step("n2")
+	earlier := []write{{nhs: p.nhs, marker: "n2"}} // left in doubt, then landed
+	if _, err := verify(ctx, cl, acked[:1], nil, earlier); err != nil {
+		t.Fatalf("a version made by a write in doubt in an earlier cycle: %v", err)
+	}
+	if _, err := verify(ctx, cl, acked[:1], nil, nil); err == nil || !strings.Contains(err.Error(), "no write made") {
+		t.Fatalf("a version no write made: %v, want an error", err)
+	}
+}
