@@ -32,6 +32,8 @@ var errorTable = []struct {
 	{store.ErrNotFound, codes.NotFound, "PLAN_NOT_FOUND", ""},
 	{store.ErrAlreadyExists, codes.AlreadyExists, "PLAN_ALREADY_EXISTS", ""},
 	{store.ErrEtagMismatch, codes.Aborted, "ETAG_MISMATCH", ""},
+	// Before ErrUnavailable, which it wraps.
+	{store.ErrOutcomeUnknown, codes.Unavailable, "OUTCOME_UNKNOWN", "the store lost its database while committing this call, so it may or may not have been stored; read the plan, or retry with the same request_id"},
 	{store.ErrUnavailable, codes.Unavailable, "STORE_UNAVAILABLE", "the store cannot be written or read right now; nothing was written; retry later"},
 	// A genuine token from an organisation not allowed to connect: the
 	// caller is known, so retrying with a fresh token cannot help.

@@ -29,8 +29,12 @@ var (
 	// ErrEtagMismatch is matched by errors.Is on an *EtagMismatchError.
 	ErrEtagMismatch = errors.New("etag does not match the current version")
 	// ErrUnavailable wraps failures to read or write the underlying storage
-	// (full disk, I/O error, closed store). Nothing was written.
+	// (full disk, I/O error, closed store). Nothing was written, unless the
+	// error is also ErrOutcomeUnknown.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrOutcomeUnknown is an ErrUnavailable after which the call may have
+	// been stored: the store lost the database while committing it.
+	ErrOutcomeUnknown = fmt.Errorf("%w: the call may or may not have been stored", ErrUnavailable)
 )
 
 // EtagMismatchError reports a stale etag, with the etag now current.

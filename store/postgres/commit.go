@@ -143,7 +143,7 @@ func (s *Store) commitGroup(batch []*op) {
 
 // Why a transaction failed, when no call is to blame.
 var (
-	errCommitUnknown = fmt.Errorf("%w: the connection failed during COMMIT, so whether the write was stored is unknown", store.ErrUnavailable)
+	errCommitUnknown = fmt.Errorf("%w (the connection failed during COMMIT)", store.ErrOutcomeUnknown)
 	errTimedOut      = fmt.Errorf("%w: the transaction did not finish in time", store.ErrUnavailable)
 )
 
