@@ -11,15 +11,20 @@ import (
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
 )
 
+// writerOnServer starts a server and returns a client of it and a writer
+// whose plans do not exist yet.
+func writerOnServer(t *testing.T) (*client.Client, *writer) {
+	t.Helper()
+	return testserver.Start(t).Client(t, testserver.TrustUser), newWriter(0, "t")
+}
+
 // TestLateLanding: a write in doubt that lands after the writer re-read the
 // plan explains one conflict; any other newer version is still an error,
 // including a second version that merely repeats the settled write's
 // marker.
 func TestLateLanding(t *testing.T) {
-	s := testserver.Start(t)
-	cl := s.Client(t, testserver.TrustUser)
+	cl, w := writerOnServer(t)
 	ctx := context.Background()
-	w := newWriter(0, "t")
 	p := w.plans[0]
 
 	// behind stores a change as the next version without the writer
@@ -94,10 +99,8 @@ func TestLateLanding(t *testing.T) {
 // TestVerifyHistory: a version no write made, or one write's marker stored
 // twice, fails verification, though no acknowledged write is missing.
 func TestVerifyHistory(t *testing.T) {
-	s := testserver.Start(t)
-	cl := s.Client(t, testserver.TrustUser)
+	cl, w := writerOnServer(t)
 	ctx := context.Background()
-	w := newWriter(0, "t")
 	p := w.plans[0]
 	var acked []write
 	step := func(marker string) {

@@ -3,6 +3,7 @@
 package group
 
 import (
+	"context"
 	"runtime"
 	"time"
 )
@@ -45,4 +46,20 @@ func Fill[T any](batch []T, ops <-chan T, max int) []T {
 		runtime.Gosched()
 	}
 	return batch
+}
+
+// Submit hands op to the commit loop reading ops and waits for its result
+// on done. It gives up only while op is still queued: once the loop has
+// taken it, the outcome is reported even if ctx ends meanwhile, since op
+// may be in a commit (the loop skips one whose context has ended before
+// its turn). closed is returned if the loop is closing.
+func Submit[T any](ctx context.Context, ops chan<- T, op T, done <-chan error, closing <-chan struct{}, closed error) error {
+	select {
+	case ops <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closing:
+		return closed
+	}
+	return <-done
 }

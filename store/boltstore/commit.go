@@ -43,18 +43,7 @@ func (s *Store) commit(ctx context.Context, fn txFunc) error {
 }
 
 func (s *Store) queue(o *op) error {
-	ctx := o.ctx
-	select {
-	case s.ops <- o:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.closing:
-		return errClosed
-	}
-	// Once queued, wait for the outcome even if ctx ends: the loop skips an
-	// operation whose context has ended before it runs, but one already in a
-	// committing transaction must report what happened.
-	return <-o.done
+	return group.Submit(o.ctx, s.ops, o, o.done, s.closing, errClosed)
 }
 
 func (s *Store) commitLoop() {

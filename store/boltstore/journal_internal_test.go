@@ -205,19 +205,11 @@ func TestBackgroundCheckpointThenCrash(t *testing.T) {
 	// whose event bbolt already holds loses nothing; damage to one it
 	// lacks stops the store from opening, and says which events.
 	for _, damage := range []int{0, 3, int(n - left + 2)} {
-		img := filepath.Join(t.TempDir(), "crashed.db")
-		for _, suffix := range []string{"", JournalSuffix} {
-			b, err := os.ReadFile(path + suffix)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if suffix != "" && damage > 0 {
+		img := CrashImage(t, path, func(b []byte) {
+			if damage > 0 {
 				damageGroup(t, b, damage)
 			}
-			if err := os.WriteFile(img+suffix, b, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
+		})
 		if damage > int(n-left) {
 			want := fmt.Sprintf("events %d to %d were acknowledged", damage, damage)
 			if _, err := VerifyAudit(img); err == nil || !strings.Contains(err.Error(), want) {
@@ -306,6 +298,32 @@ func TestOpenReplaysFormat1Journal(t *testing.T) {
 	}
 }
 
+func okEvent() *careplanv1.AuditEvent {
+	return &careplanv1.AuditEvent{Subject: "nurse-1", Outcome: "OK"}
+}
+
+// appendAcknowledged journals n events, one group each.
+func appendAcknowledged(t *testing.T, s *Store, n int) {
+	t.Helper()
+	for range n {
+		if err := s.AppendAudit(context.Background(), okEvent()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// failJournalWrite makes the journal's syncs fail, and journals a group of
+// two events that their caller is told failed. The sync stays failing.
+// The loop is idle between calls, and each call's reply orders the change
+// after its last use of the journal.
+func failJournalWrite(t *testing.T, s *Store) {
+	t.Helper()
+	s.journal.sync = func(*os.File) error { return errors.New("injected sync failure") }
+	if err := s.AppendAudit(context.Background(), okEvent(), okEvent()); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("AppendAudit with a failing sync = %v, want ErrUnavailable", err)
+	}
+}
+
 // TestFailedJournalWriteThenRewind: a group whose sync failed is whole on
 // disk, and bbolt then gives its sequence numbers to other events. A crash
 // right after the rewind that bbolt's commit makes must still open: the
@@ -313,33 +331,14 @@ func TestOpenReplaysFormat1Journal(t *testing.T) {
 func TestFailedJournalWriteThenRewind(t *testing.T) {
 	s, path := openStore(t, Options{MappedBytes: -1})
 	ctx := context.Background()
-	ev := func() *careplanv1.AuditEvent { return &careplanv1.AuditEvent{Subject: "nurse-1", Outcome: "OK"} }
-	for range 3 {
-		if err := s.AppendAudit(ctx, ev()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The loop is idle between calls, and each call's reply orders these
-	// changes after its last use of the journal.
-	s.journal.sync = func(*os.File) error { return errors.New("injected sync failure") }
-	if err := s.AppendAudit(ctx, ev(), ev()); !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("AppendAudit with a failing sync = %v, want ErrUnavailable", err)
-	}
+	appendAcknowledged(t, s, 3)
+	failJournalWrite(t, s)
 	s.journal.sync = fdatasync
 	actor := &careplanv1.Actor{Subject: "nurse-1", OrgCode: fixture.TrustOrg}
-	if _, err := s.Create(ctx, store.Write{Plan: fixture.Plan(fixture.NHSNumber(1)), Actor: actor, Audit: ev()}); err != nil {
+	if _, err := s.Create(ctx, store.Write{Plan: fixture.Plan(fixture.NHSNumber(1)), Actor: actor, Audit: okEvent()}); err != nil {
 		t.Fatal(err)
 	}
-	img := filepath.Join(t.TempDir(), "crashed.db")
-	for _, suffix := range []string{"", JournalSuffix} {
-		b, err := os.ReadFile(path + suffix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(img+suffix, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	img := CrashImage(t, path, nil)
 	if n, err := VerifyAudit(img); err != nil || n != 4 {
 		t.Fatalf("VerifyAudit of the crash image: %d events, %v; want 4", n, err)
 	}
@@ -372,16 +371,8 @@ func TestFailedJournalWriteThenFlush(t *testing.T) {
 func failedWriteThenFlush(t *testing.T, rewindFails bool) {
 	s, path := openStore(t, Options{MappedBytes: -1})
 	ctx := context.Background()
-	ev := func() *careplanv1.AuditEvent { return &careplanv1.AuditEvent{Subject: "nurse-1", Outcome: "OK"} }
-	for range 3 {
-		if err := s.AppendAudit(ctx, ev()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.journal.sync = func(*os.File) error { return errors.New("injected sync failure") }
-	if err := s.AppendAudit(ctx, ev(), ev()); !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("AppendAudit with a failing sync = %v, want ErrUnavailable", err)
-	}
+	appendAcknowledged(t, s, 3)
+	failJournalWrite(t, s)
 	if !rewindFails {
 		s.journal.sync = fdatasync
 	}
@@ -395,21 +386,12 @@ func failedWriteThenFlush(t *testing.T, rewindFails bool) {
 			t.Fatalf("after a failed rewind the journal goes on at %d, want %d (where the write failed)", s.journal.off, failedAt)
 		}
 		s.journal.sync = fdatasync
-		if err := s.AppendAudit(ctx, ev()); err != nil {
+		if err := s.AppendAudit(ctx, okEvent()); err != nil {
 			t.Fatal(err)
 		}
 		want = 4
 	}
-	img := filepath.Join(t.TempDir(), "crashed.db")
-	for _, suffix := range []string{"", JournalSuffix} {
-		b, err := os.ReadFile(path + suffix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(img+suffix, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	img := CrashImage(t, path, nil)
 	c, err := Open(img, Options{MappedBytes: -1})
 	if err != nil {
 		t.Fatalf("Open after a failed journal write and a flush: %v", err)

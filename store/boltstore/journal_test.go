@@ -27,23 +27,7 @@ func appendReads(t *testing.T, s store.Store, from, n int) {
 	}
 }
 
-// crashImage copies the data file and the journal of an open store, as a
-// crash would leave them: no checkpoint, no close. Journalled events touch
-// only the journal, and the copy is taken between commits.
-func crashImage(t *testing.T, path string) string {
-	t.Helper()
-	dst := filepath.Join(t.TempDir(), "crashed.db")
-	for _, suffix := range []string{"", boltstore.JournalSuffix} {
-		b, err := os.ReadFile(path + suffix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst+suffix, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
+func crashImage(t *testing.T, path string) string { return boltstore.CrashImage(t, path, nil) }
 
 // auditSequences lists every event's sequence through ListAudit.
 func auditSequences(t *testing.T, s store.Store) []int64 {

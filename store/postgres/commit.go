@@ -49,16 +49,7 @@ type op struct {
 // commit (or fail).
 func (s *Store) write(ctx context.Context, fn txFunc) error {
 	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	select {
-	case s.ops <- o:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.closing:
-		return errClosed
-	}
-	// Once taken, the outcome is reported even if ctx ends meanwhile: the
-	// call may be in a transaction that commits.
-	return <-o.done
+	return group.Submit(ctx, s.ops, o, o.done, s.closing, errClosed)
 }
 
 // commitLoop commits the queued calls until the store closes, each group

@@ -57,6 +57,34 @@ func (h *healthLog) get() []bool {
 	return slices.Clone(h.changes)
 }
 
+// openObserved opens a store on a fresh database, with a commitLog.
+func openObserved(t *testing.T) (*Store, *commitLog) {
+	t.Helper()
+	log := &commitLog{}
+	s, err := Open(context.Background(), pgtest.NewDatabase(t), Options{Observer: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s, log
+}
+
+// race starts n calls at once and returns their errors.
+func race(n int, call func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = call(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
 func (c *commitLog) take() (groups []int, failed int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -69,13 +97,7 @@ func (c *commitLog) take() (groups []int, failed int) {
 // them included, without any group failing; a call whose SQL fails is
 // retried alone and fails alone.
 func TestGroupCommit(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	var log commitLog
-	s, err := Open(context.Background(), dsn, Options{Observer: &log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, log := openObserved(t)
 	ctx := context.Background()
 	trust := &careplanv1.Actor{Subject: "nurse-1", OrgCode: fixture.TrustOrg, OrgType: careplanv1.Organisation_TYPE_NHS}
 	created, err := s.Create(ctx, store.Write{Plan: fixture.Plan(fixture.NHSNumber(1)), Actor: trust})
@@ -84,24 +106,8 @@ func TestGroupCommit(t *testing.T) {
 	}
 	log.take()
 
-	// run starts n calls at once and returns their errors.
-	run := func(n int, call func(i int) error) []error {
-		errs := make([]error, n)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				errs[i] = call(i)
-			})
-		}
-		close(start)
-		wg.Wait()
-		return errs
-	}
-
 	const calls = 32
-	errs := run(calls, func(i int) error {
+	errs := race(calls, func(i int) error {
 		if i%2 == 0 {
 			return s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"})
 		}
@@ -138,7 +144,7 @@ func TestGroupCommit(t *testing.T) {
 	// still reports itself healthy.
 	health := watchHealth(s)
 	bad := errors.New("unset")
-	errs = run(8, func(i int) error {
+	errs = race(8, func(i int) error {
 		if i == 0 {
 			err := s.write(ctx, func(w *writeTx) error {
 				var x int
@@ -170,13 +176,7 @@ func TestGroupCommit(t *testing.T) {
 // and the group was stored. Its calls must hear UNAVAILABLE (in doubt), and
 // must not be retried: a retry would store their events a second time.
 func TestCommitOutcomeUnknown(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	var log commitLog
-	s, err := Open(context.Background(), dsn, Options{Observer: &log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, log := openObserved(t)
 	ctx := context.Background()
 	health := watchHealth(s)
 	s.beforeCommit = func(tx pgx.Tx) {
@@ -188,12 +188,9 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 		_ = conn.Close(context.Background())
 	}
 	const calls = 6
-	errs := make([]error, calls)
-	var wg sync.WaitGroup
-	for i := range calls {
-		wg.Go(func() { errs[i] = s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"}) })
-	}
-	wg.Wait()
+	errs := race(calls, func(int) error {
+		return s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"})
+	})
 	s.beforeCommit = nil
 	for i, err := range errs {
 		if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, errCommitUnknown) {
@@ -214,13 +211,7 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 // the group timeout fails its calls with UNAVAILABLE, not with a deadline
 // none of them set, once for the group rather than once per call.
 func TestGroupTimeout(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	var log commitLog
-	s, err := Open(context.Background(), dsn, Options{Observer: &log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
+	s, log := openObserved(t)
 	ctx := context.Background()
 	// Another replica holds the counters row.
 	holder, err := s.pool.Begin(ctx)
@@ -232,17 +223,9 @@ func TestGroupTimeout(t *testing.T) {
 	}
 	s.groupTimeout = 300 * time.Millisecond
 	const calls = 6
-	errs := make([]error, calls)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range calls {
-		wg.Go(func() {
-			<-start
-			errs[i] = s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"})
-		})
-	}
-	close(start)
-	wg.Wait()
+	errs := race(calls, func(int) error {
+		return s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"})
+	})
 	if err := holder.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
