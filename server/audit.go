@@ -111,25 +111,33 @@ func namedPlan(req any) string {
 }
 
 // auditedNHS normalises a valid number; an invalid one is kept as sent (it
-// is what the caller asked about) but bounded, and without control
-// characters, which some stores cannot hold.
+// is what the caller asked about), but as clean text.
 func auditedNHS(nhs string) string {
 	if n, err := validate.NHSNumber(nhs); err == nil {
 		return n
 	}
+	return cleanText(nhs, maxAuditedNHSChars)
+}
+
+// accessReason is the x-access-reason header as clean text. gRPC does not
+// check header bytes, and an audit record cannot hold invalid UTF-8.
+func accessReason(ctx context.Context) string {
+	if v := metadata.ValueFromIncomingContext(ctx, accessReasonHeader); len(v) > 0 {
+		return cleanText(v[0], maxReasonChars)
+	}
+	return ""
+}
+
+// cleanText bounds caller-sent text to n characters, and makes it safe for
+// every store: invalid UTF-8 becomes U+FFFD (strings.Map does that), and
+// control characters, which some stores cannot hold, are dropped.
+func cleanText(s string, n int) string {
 	return truncate(strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return -1
 		}
 		return r
-	}, nhs), maxAuditedNHSChars)
-}
-
-func accessReason(ctx context.Context) string {
-	if v := metadata.ValueFromIncomingContext(ctx, accessReasonHeader); len(v) > 0 {
-		return truncate(v[0], maxReasonChars)
-	}
-	return ""
+	}, s), n)
 }
 
 func truncate(s string, n int) string {

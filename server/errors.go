@@ -35,6 +35,7 @@ var errorTable = []struct {
 	// Before ErrUnavailable, which it wraps.
 	{store.ErrOutcomeUnknown, codes.Unavailable, "OUTCOME_UNKNOWN", "the store lost its database while committing this call, so it may or may not have been stored; read the plan, or retry with the same request_id"},
 	{store.ErrUnavailable, codes.Unavailable, "STORE_UNAVAILABLE", "the store cannot be written or read right now; nothing was written; retry later"},
+	{store.ErrInvalidRecord, codes.Internal, "RECORD_NOT_ENCODABLE", "the server could not encode this call's record; nothing was written"},
 	// A genuine token from an organisation not allowed to connect: the
 	// caller is known, so retrying with a fresh token cannot help.
 	{auth.ErrOrgNotAllowed, codes.PermissionDenied, "ORG_NOT_ALLOWED", ""},

@@ -13,7 +13,11 @@ import (
 // MarshalAudit encodes an audit event in the one byte form its hash is taken
 // over. Backends store these bytes so that the chain can be checked offline.
 func MarshalAudit(ev *careplanv1.AuditEvent) ([]byte, error) {
-	return proto.MarshalOptions{Deterministic: true}.Marshal(ev)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("%w: audit event: %v", ErrInvalidRecord, err)
+	}
+	return b, nil
 }
 
 // ChainVerifier checks audit events fed to it in sequence order.

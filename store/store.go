@@ -35,6 +35,10 @@ var (
 	// ErrOutcomeUnknown is an ErrUnavailable after which the call may have
 	// been stored: the store lost the database while committing it.
 	ErrOutcomeUnknown = fmt.Errorf("%w: the call may or may not have been stored", ErrUnavailable)
+	// ErrInvalidRecord is a record that cannot be encoded (a string that is
+	// not UTF-8). It is the call's fault, not the store's: nothing of the
+	// call is written, and the store stays healthy.
+	ErrInvalidRecord = errors.New("record cannot be encoded")
 )
 
 // EtagMismatchError reports a stale etag, with the etag now current.

@@ -120,7 +120,7 @@ func (s *Store) runBatch(batch []*op) {
 		chain = chainOf(tx)
 		return nil
 	})
-	if s.observer != nil {
+	if s.observer != nil && !errors.Is(err, store.ErrInvalidRecord) {
 		s.observer.ObserveCommit(len(batch), diskTime, err)
 	}
 	if err != nil {
@@ -128,6 +128,10 @@ func (s *Store) runBatch(batch []*op) {
 			for _, o := range batch {
 				s.runBatch([]*op{o})
 			}
+			return
+		}
+		if errors.Is(err, store.ErrInvalidRecord) {
+			batch[0].done <- err // the call's own data: the store is fine
 			return
 		}
 		s.setWritable(false)

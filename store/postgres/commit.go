@@ -244,11 +244,12 @@ func (w *writeTx) run(fn txFunc) error {
 	return w.flush()
 }
 
-// callFault reports an error that PostgreSQL raised over what a call sent
-// (SQLSTATE class 22, data exception, or 23, integrity constraint) or over
-// a contract broken here: the database is fine, so health stays as it is.
+// callFault reports an error over what a call sent: one PostgreSQL raised
+// (SQLSTATE class 22, data exception, or 23, integrity constraint), a
+// record that cannot be encoded, or a contract broken here. The database
+// is fine, so health stays as it is.
 func callFault(err error) bool {
-	if errors.Is(err, errRefusedAfterWriting) {
+	if errors.Is(err, errRefusedAfterWriting) || errors.Is(err, store.ErrInvalidRecord) {
 		return true
 	}
 	pe, ok := errors.AsType[*pgconn.PgError](err)

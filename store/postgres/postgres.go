@@ -166,7 +166,7 @@ func (s *Store) mapErr(ctx context.Context, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
 	}
-	if store.IsRefusal(err) {
+	if store.IsRefusal(err) || errors.Is(err, store.ErrInvalidRecord) {
 		return err
 	}
 	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {

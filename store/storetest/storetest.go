@@ -54,6 +54,7 @@ func Run(t *testing.T, h Harness) {
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentAudit", testConcurrentAudit},
 		{"ConcurrentConflicts", testConcurrentConflicts},
+		{"InvalidRecord", testInvalidRecord},
 		{"NoLostUpdates", testNoLostUpdates},
 		{"CanceledNotCommitted", testCanceled},
 	}
@@ -853,6 +854,53 @@ func testConcurrentConflicts(t *testing.T, h Harness) {
 		if left != 0 {
 			t.Fatalf("%s: %d audit events more or fewer than expected", nhs, left)
 		}
+	}
+}
+
+// testInvalidRecord appends an audit event that cannot be encoded (a string
+// that is not UTF-8) beside good ones: it fails alone with ErrInvalidRecord,
+// the others are kept, and the store stays healthy (it is the call's fault).
+func testInvalidRecord(t *testing.T, h Harness) {
+	s := h.Open(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var health []bool
+	if hr, ok := s.(store.HealthReporter); ok {
+		hr.OnHealthChange(func(ok bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			health = append(health, ok)
+		})
+	}
+	const good = 8
+	errs := make(chan error, good)
+	var wg sync.WaitGroup
+	var badErr error
+	wg.Go(func() {
+		bad := auditFor(trustActor, "Get")
+		bad.AccessReason = "not UTF-8: \xff"
+		badErr = s.AppendAudit(ctx, bad)
+	})
+	for range good {
+		wg.Go(func() { errs <- s.AppendAudit(ctx, auditFor(trustActor, "Get")) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a good event beside a bad one: %v", err)
+		}
+	}
+	if !errors.Is(badErr, store.ErrInvalidRecord) || errors.Is(badErr, store.ErrUnavailable) {
+		t.Fatalf("an event that cannot be encoded: %v, want ErrInvalidRecord (not ErrUnavailable)", badErr)
+	}
+	if evs := allAudit(t, s, store.AuditQuery{}); len(evs) != good {
+		t.Fatalf("audit events = %d, want the %d good ones", len(evs), good)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(health) != 0 {
+		t.Fatalf("health changed %v over one call's bad record; want it left alone", health)
 	}
 }
 
