@@ -74,12 +74,15 @@ func (s *Store) commitLoop() {
 // the calls are then retried alone, where a refusal rolls back.
 var errRefusedAfterWriting = errors.New("postgres: a refused call had already written")
 
-// commitGroup commits batch in one transaction. If the transaction is
-// rolled back, each call is tried alone, so that one bad call cannot fail
-// the others; but not after COMMIT was sent (the group may have been
-// written: a retry would write it twice), nor after the group timed out
-// (the database is slow; no call is to blame).
-func (s *Store) commitGroup(batch []*op) {
+// commitGroup commits batch in one transaction, and returns the error of
+// the transaction, if it failed. If the transaction is rolled back, each
+// call is tried alone, so that one bad call cannot fail the others; but
+// not after COMMIT was sent (the group may have been written: a retry
+// would write it twice), nor after the group timed out (the database is
+// slow; no call is to blame). Once a call tried alone times out, or the
+// store is closing, the calls left are failed with that, not tried: each
+// could wait the whole timeout, holding up the loop and Close.
+func (s *Store) commitGroup(batch []*op) error {
 	live := make([]*op, 0, len(batch))
 	for _, o := range batch {
 		// Nothing is committed for a caller whose deadline has passed.
@@ -90,7 +93,7 @@ func (s *Store) commitGroup(batch []*op) {
 		live = append(live, o)
 	}
 	if len(live) == 0 {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.groupTimeout)
 	defer cancel()
@@ -119,10 +122,24 @@ func (s *Store) commitGroup(batch []*op) {
 		s.observe(results, time.Since(start), err, dbFault)
 	}
 	if err != nil && len(live) > 1 && !errors.Is(err, errCommitUnknown) && !errors.Is(err, errTimedOut) {
+		var stop error
 		for _, o := range live {
-			s.commitGroup([]*op{o})
+			if stop == nil {
+				select {
+				case <-s.closing:
+					stop = errClosed
+				default:
+				}
+			}
+			if stop != nil {
+				o.done <- stop
+				continue
+			}
+			if err := s.commitGroup([]*op{o}); errors.Is(err, errTimedOut) {
+				stop = err
+			}
 		}
-		return
+		return err
 	}
 	for i, o := range live {
 		if err != nil {
@@ -130,6 +147,7 @@ func (s *Store) commitGroup(batch []*op) {
 		}
 		o.done <- results[i]
 	}
+	return err
 }
 
 // Why a transaction failed, when no call is to blame.
@@ -153,7 +171,7 @@ func (s *Store) txErr(ctx context.Context, err error) (_ error, dbFault bool) {
 	switch {
 	case err == nil:
 		return nil, false
-	case errors.As(err, &ce) && !answered(ce.err):
+	case errors.As(err, &ce) && !answered(ce.err) && !pgconn.SafeToRetry(ce.err):
 		err = fmt.Errorf("%w: %v", errCommitUnknown, ce.err)
 	case ctx.Err() != nil:
 		err = errTimedOut
@@ -169,7 +187,8 @@ func (s *Store) txErr(ctx context.Context, err error) (_ error, dbFault bool) {
 }
 
 // answered reports an error PostgreSQL itself returned: the transaction
-// was rolled back, and nothing of it was stored.
+// was rolled back, and nothing of it was stored. (An error pgconn calls
+// SafeToRetry means COMMIT was never sent, which is as good.)
 func answered(err error) bool {
 	_, ok := errors.AsType[*pgconn.PgError](err)
 	return ok || errors.Is(err, pgx.ErrTxCommitRollback)

@@ -243,3 +243,86 @@ func TestGroupTimeout(t *testing.T) {
 		t.Fatalf("after the lock was released: %v", err)
 	}
 }
+
+// TestRetriesStopAfterTimeout: a group fails over one bad call, and then
+// the database stops answering (another connection takes the counters
+// row). Once one call tried alone times out, the others are failed at
+// once rather than each waiting out the timeout in turn.
+func TestRetriesStopAfterTimeout(t *testing.T) {
+	s, log := openObserved(t)
+	ctx := context.Background()
+
+	// A first call holds the commit loop until the others are queued, so
+	// that they share the next group.
+	entered, gate, gated := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		gated <- s.write(ctx, func(*writeTx) error {
+			close(entered)
+			<-gate
+			return nil
+		})
+	}()
+	<-entered
+	s.groupTimeout = 300 * time.Millisecond // read by the loop for the next group
+
+	failing, locked := make(chan struct{}), make(chan pgx.Tx, 1)
+	go func() {
+		<-failing
+		// Waits for the failing group to roll back, then holds the row.
+		tx, err := s.pool.Begin(ctx)
+		if err == nil {
+			_, err = tx.Exec(ctx, `SELECT 1 FROM counters FOR UPDATE`)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		locked <- tx
+	}()
+	// Runs before the store's Close, which waits for every connection.
+	t.Cleanup(func() {
+		select {
+		case tx := <-locked:
+			if tx != nil {
+				_ = tx.Rollback(ctx)
+			}
+		default:
+		}
+	})
+	go func() {
+		time.Sleep(100 * time.Millisecond) // for the calls below to queue
+		close(gate)
+	}()
+	const calls = 16
+	errs := race(calls, func(i int) error {
+		if i == 0 {
+			return s.write(ctx, func(w *writeTx) error {
+				select {
+				case <-failing:
+				default:
+					close(failing)
+				}
+				var x int
+				return w.queryRow(`SELECT 1 / (SELECT count(*) FROM counters WHERE false)`).Scan(&x)
+			})
+		}
+		return s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"})
+	})
+	if err := <-gated; err != nil {
+		t.Fatal(err)
+	}
+	if tx := <-locked; tx != nil {
+		_ = tx.Rollback(ctx)
+	}
+	timedOut := 0
+	for _, err := range errs {
+		if errors.Is(err, errTimedOut) {
+			timedOut++
+		}
+	}
+	// Without the stop, every call tried alone would time out in turn, and
+	// each would be observed as a failed commit. (The bad call, tried
+	// alone first, may fail on its own statement before the row is taken.)
+	if _, failed := log.take(); failed != 1 || timedOut < calls-1 {
+		t.Fatalf("%d of %d calls timed out, %d failed commits observed; want all but the bad one at least, after one lone retry timed out", timedOut, calls, failed)
+	}
+}
