@@ -171,7 +171,7 @@ func (s *Store) txErr(ctx context.Context, err error) (_ error, dbFault bool) {
 	switch {
 	case err == nil:
 		return nil, false
-	case errors.As(err, &ce) && !answered(ce.err) && !pgconn.SafeToRetry(ce.err):
+	case errors.As(err, &ce) && !answered(ce.err):
 		err = fmt.Errorf("%w: %v", errCommitUnknown, ce.err)
 	case ctx.Err() != nil:
 		err = errTimedOut
@@ -187,8 +187,10 @@ func (s *Store) txErr(ctx context.Context, err error) (_ error, dbFault bool) {
 }
 
 // answered reports an error PostgreSQL itself returned: the transaction
-// was rolled back, and nothing of it was stored. (An error pgconn calls
-// SafeToRetry means COMMIT was never sent, which is as good.)
+// was rolled back, and nothing of it was stored. Anything else from COMMIT
+// is in doubt, even an error pgconn calls SafeToRetry: a connection that
+// failed while its COMMIT was in flight reports "conn closed", which it
+// counts as safe (TestCommitOutcomeUnknown).
 func answered(err error) bool {
 	_, ok := errors.AsType[*pgconn.PgError](err)
 	return ok || errors.Is(err, pgx.ErrTxCommitRollback)
@@ -230,9 +232,6 @@ func (s *Store) runTx(ctx context.Context, fn txFunc) error {
 		// A rollback that fails closes the connection, which rolls back.
 		_ = tx.Rollback(ctx)
 		return err
-	}
-	if s.beforeCommit != nil {
-		s.beforeCommit(tx)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return commitError{err}

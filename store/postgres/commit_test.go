@@ -1,15 +1,19 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/careplan/careplan/internal/fixture"
@@ -179,19 +183,26 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 	s, log := openObserved(t)
 	ctx := context.Background()
 	health := watchHealth(s)
-	s.beforeCommit = func(tx pgx.Tx) {
-		// Commit behind pgx's back, then lose the connection.
-		conn := tx.Conn().PgConn()
-		if _, err := conn.Exec(context.Background(), "COMMIT").ReadAll(); err != nil {
-			t.Errorf("COMMIT: %v", err)
-		}
-		_ = conn.Close(context.Background())
+	// The store's connections lose the reply to each COMMIT.
+	var armed atomic.Bool
+	cfg := s.pool.Config()
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		return &commitDropper{Conn: c, armed: &armed}, err
 	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.pool
+	s.pool = pool // before any call: the loop reads it only for a call
+	old.Close()
+	armed.Store(true)
 	const calls = 6
 	errs := race(calls, func(int) error {
 		return s.AppendAudit(ctx, &careplanv1.AuditEvent{Method: "Get", Subject: "reader"})
 	})
-	s.beforeCommit = nil
+	armed.Store(false)
 	for i, err := range errs {
 		if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, errCommitUnknown) {
 			t.Fatalf("call %d: %v, want ErrUnavailable saying the outcome is unknown", i, err)
@@ -325,4 +336,30 @@ func TestRetriesStopAfterTimeout(t *testing.T) {
 	if _, failed := log.take(); failed != 1 || timedOut < calls-1 {
 		t.Fatalf("%d of %d calls timed out, %d failed commits observed; want all but the bad one at least, after one lone retry timed out", timedOut, calls, failed)
 	}
+}
+
+// commitDropper is a connection that, while armed, loses the reply to a
+// COMMIT: the commit has happened (the reply is sent after it), but the
+// client never learns so.
+type commitDropper struct {
+	net.Conn
+	armed   *atomic.Bool
+	dropped atomic.Bool // a COMMIT was sent: drop what comes back
+}
+
+func (c *commitDropper) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err == nil && c.armed.Load() && bytes.Contains(bytes.ToLower(b), []byte("commit")) {
+		c.dropped.Store(true)
+	}
+	return n, err
+}
+
+func (c *commitDropper) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.dropped.Load() {
+		_ = c.Conn.Close()
+		return 0, errors.New("connection lost")
+	}
+	return n, err
 }

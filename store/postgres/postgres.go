@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -55,8 +54,6 @@ type Store struct {
 	// groupTimeout bounds one shared transaction (see commitGroup); tests
 	// shorten it.
 	groupTimeout time.Duration
-	// beforeCommit, when set (by tests), runs just before each COMMIT.
-	beforeCommit func(pgx.Tx)
 
 	// ops queues writes for commitLoop (unbuffered: a send succeeds only
 	// while the loop runs).
