@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -135,8 +136,10 @@ func (s *Store) commitGroup(batch []*op) error {
 				o.done <- stop
 				continue
 			}
-			if err := s.commitGroup([]*op{o}); errors.Is(err, errTimedOut) {
-				stop = err
+			// A call alone that times out, even in COMMIT, means the
+			// database is slow: the next would wait as long.
+			if err := s.commitGroup([]*op{o}); errors.Is(err, errTimedOut) || errors.Is(err, errCommitUnknown) {
+				stop = errTimedOut
 			}
 		}
 		return err
@@ -192,8 +195,14 @@ func (s *Store) txErr(ctx context.Context, err error) (_ error, dbFault bool) {
 // failed while its COMMIT was in flight reports "conn closed", which it
 // counts as safe (TestCommitOutcomeUnknown).
 func answered(err error) bool {
-	_, ok := errors.AsType[*pgconn.PgError](err)
-	return ok || errors.Is(err, pgx.ErrTxCommitRollback)
+	if errors.Is(err, pgx.ErrTxCommitRollback) {
+		return true
+	}
+	// Only an ERROR rolls back. A FATAL (say, the backend terminated
+	// while COMMIT waited for a synchronous standby) can come after the
+	// commit has happened locally.
+	pe, ok := errors.AsType[*pgconn.PgError](err)
+	return ok && cmp.Or(pe.SeverityUnlocalized, pe.Severity) == "ERROR"
 }
 
 // observe reports a group commit: the calls it stored, or a failure of the

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/proto"
 
@@ -185,18 +186,7 @@ func TestCommitOutcomeUnknown(t *testing.T) {
 	health := watchHealth(s)
 	// The store's connections lose the reply to each COMMIT.
 	var armed atomic.Bool
-	cfg := s.pool.Config()
-	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		return &commitDropper{Conn: c, armed: &armed}, err
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := s.pool
-	s.pool = pool // before any call: the loop reads it only for a call
-	old.Close()
+	throughDropper(t, s, &armed, 0)
 	armed.Store(true)
 	const calls = 6
 	errs := race(calls, func(int) error {
@@ -256,12 +246,55 @@ func TestGroupTimeout(t *testing.T) {
 }
 
 // TestRetriesStopAfterTimeout: a group fails over one bad call, and then
-// the database stops answering (another connection takes the counters
-// row). Once one call tried alone times out, the others are failed at
-// once rather than each waiting out the timeout in turn.
+// the database stops answering in time: another connection takes the
+// counters row, or COMMIT stalls. Once one call tried alone times out,
+// the others are failed at once rather than each waiting out the timeout
+// in turn.
 func TestRetriesStopAfterTimeout(t *testing.T) {
+	t.Run("counters row taken", func(t *testing.T) {
+		retriesStop(t, func(s *Store, failing <-chan struct{}) func() {
+			locked := make(chan pgx.Tx, 1)
+			go func() {
+				<-failing
+				// Waits for the failing group to roll back, then holds the row.
+				tx, err := s.pool.Begin(context.Background())
+				if err == nil {
+					_, err = tx.Exec(context.Background(), `SELECT 1 FROM counters FOR UPDATE`)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+				locked <- tx
+			}()
+			return func() {
+				if tx := <-locked; tx != nil {
+					_ = tx.Rollback(context.Background())
+				}
+			}
+		})
+	})
+	t.Run("COMMIT stalls", func(t *testing.T) {
+		var armed atomic.Bool
+		retriesStop(t, func(s *Store, failing <-chan struct{}) func() {
+			throughDropper(t, s, &armed, time.Second)
+			go func() {
+				<-failing
+				armed.Store(true)
+			}()
+			return func() { armed.Store(false) }
+		})
+	})
+}
+
+// retriesStop runs TestRetriesStopAfterTimeout with stall, which sets the
+// database up to stop answering in time once failing is closed, and
+// returns a function that lets it answer again.
+func retriesStop(t *testing.T, stall func(s *Store, failing <-chan struct{}) (release func())) {
 	s, log := openObserved(t)
 	ctx := context.Background()
+	failing := make(chan struct{})
+	release := sync.OnceFunc(stall(s, failing))
+	t.Cleanup(release) // before the store's Close, which waits for every connection
 
 	// A first call holds the commit loop until the others are queued, so
 	// that they share the next group.
@@ -275,30 +308,6 @@ func TestRetriesStopAfterTimeout(t *testing.T) {
 	}()
 	<-entered
 	s.groupTimeout = 300 * time.Millisecond // read by the loop for the next group
-
-	failing, locked := make(chan struct{}), make(chan pgx.Tx, 1)
-	go func() {
-		<-failing
-		// Waits for the failing group to roll back, then holds the row.
-		tx, err := s.pool.Begin(ctx)
-		if err == nil {
-			_, err = tx.Exec(ctx, `SELECT 1 FROM counters FOR UPDATE`)
-		}
-		if err != nil {
-			t.Error(err)
-		}
-		locked <- tx
-	}()
-	// Runs before the store's Close, which waits for every connection.
-	t.Cleanup(func() {
-		select {
-		case tx := <-locked:
-			if tx != nil {
-				_ = tx.Rollback(ctx)
-			}
-		default:
-		}
-	})
 	go func() {
 		time.Sleep(100 * time.Millisecond) // for the calls below to queue
 		close(gate)
@@ -321,29 +330,48 @@ func TestRetriesStopAfterTimeout(t *testing.T) {
 	if err := <-gated; err != nil {
 		t.Fatal(err)
 	}
-	if tx := <-locked; tx != nil {
-		_ = tx.Rollback(ctx)
-	}
-	timedOut := 0
+	release()
+	failed := 0
 	for _, err := range errs {
-		if errors.Is(err, errTimedOut) {
-			timedOut++
+		if errors.Is(err, errTimedOut) || errors.Is(err, errCommitUnknown) {
+			failed++
 		}
 	}
-	// Without the stop, every call tried alone would time out in turn, and
-	// each would be observed as a failed commit. (The bad call, tried
-	// alone first, may fail on its own statement before the row is taken.)
-	if _, failed := log.take(); failed != 1 || timedOut < calls-1 {
-		t.Fatalf("%d of %d calls timed out, %d failed commits observed; want all but the bad one at least, after one lone retry timed out", timedOut, calls, failed)
+	// Without the stop, every call tried alone would wait out the timeout
+	// in turn, and each would be observed as a failed commit. (The bad
+	// call, tried alone first, may fail on its own statement before the
+	// database stops answering.)
+	if _, observed := log.take(); observed != 1 || failed < calls-1 {
+		t.Fatalf("%d of %d calls failed for time, %d failed commits observed; want all but the bad one at least, after one lone retry", failed, calls, observed)
 	}
+}
+
+// throughDropper reconnects s's pool through commitDroppers sharing armed
+// and stall. Call it before any call: the loop reads s.pool only for one.
+func throughDropper(t *testing.T, s *Store, armed *atomic.Bool, stall time.Duration) {
+	t.Helper()
+	cfg := s.pool.Config()
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		return &commitDropper{Conn: c, armed: armed, stall: stall}, err
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.pool
+	s.pool = pool
+	old.Close()
 }
 
 // commitDropper is a connection that, while armed, loses the reply to a
 // COMMIT: the commit has happened (the reply is sent after it), but the
-// client never learns so.
+// client never learns so. With stall set it holds the reply back that
+// long instead, as a stalled WAL flush or synchronous standby would.
 type commitDropper struct {
 	net.Conn
 	armed   *atomic.Bool
+	stall   time.Duration
 	dropped atomic.Bool // a COMMIT was sent: drop what comes back
 }
 
@@ -356,10 +384,35 @@ func (c *commitDropper) Write(b []byte) (int, error) {
 }
 
 func (c *commitDropper) Read(b []byte) (int, error) {
+	if c.stall > 0 && c.dropped.Swap(false) {
+		time.Sleep(c.stall) // a deadline pgx set meanwhile then fails the read
+		return c.Conn.Read(b)
+	}
 	n, err := c.Conn.Read(b)
 	if c.dropped.Load() {
 		_ = c.Conn.Close()
 		return 0, errors.New("connection lost")
 	}
 	return n, err
+}
+
+// TestAnswered: only an ERROR from COMMIT, or pgx's report that COMMIT
+// rolled back, proves nothing was stored. A FATAL can follow a commit that
+// happened (the backend terminated while waiting for a synchronous
+// standby), and a lost connection proves nothing.
+func TestAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "40001"}, true},
+		{pgx.ErrTxCommitRollback, true},
+		{&pgconn.PgError{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01"}, false},
+		{&pgconn.PgError{Severity: "FEHLER", SeverityUnlocalized: "ERROR"}, true}, // a localised server
+		{errors.New("conn closed"), false},
+	} {
+		if got := answered(tc.err); got != tc.want {
+			t.Errorf("answered(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
 }
