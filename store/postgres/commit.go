@@ -122,7 +122,7 @@ func (s *Store) commitGroup(batch []*op) error {
 	if s.observer != nil {
 		s.observe(results, time.Since(start), err, dbFault)
 	}
-	if err != nil && len(live) > 1 && !errors.Is(err, errCommitUnknown) && !errors.Is(err, errTimedOut) {
+	if err != nil && len(live) > 1 && !stalled(err) {
 		var stop error
 		for _, o := range live {
 			if stop == nil {
@@ -136,9 +136,8 @@ func (s *Store) commitGroup(batch []*op) error {
 				o.done <- stop
 				continue
 			}
-			// A call alone that times out, even in COMMIT, means the
-			// database is slow: the next would wait as long.
-			if err := s.commitGroup([]*op{o}); errors.Is(err, errTimedOut) || errors.Is(err, errCommitUnknown) {
+			// The next call alone would wait as long.
+			if err := s.commitGroup([]*op{o}); stalled(err) {
 				stop = errTimedOut
 			}
 		}
@@ -158,6 +157,13 @@ var (
 	errCommitUnknown = fmt.Errorf("%w (the connection failed during COMMIT)", store.ErrOutcomeUnknown)
 	errTimedOut      = fmt.Errorf("%w: the transaction did not finish in time", store.ErrUnavailable)
 )
+
+// stalled reports a transaction that timed out or lost its COMMIT: no call
+// is to blame, and retrying its calls alone would either write them twice
+// or wait as long again.
+func stalled(err error) bool {
+	return errors.Is(err, errTimedOut) || errors.Is(err, errCommitUnknown)
+}
 
 // commitError marks an error from COMMIT itself.
 type commitError struct{ err error }
