@@ -90,6 +90,10 @@ type PlanQuery struct {
 	// beginning.
 	After string
 	Limit int
+	// MaxBytes, when positive, also bounds the page in bytes: the store
+	// stops before the plan that would take the stored bodies returned
+	// past it (see Budget) and continues after the last one returned.
+	MaxBytes int
 	// Optional filters.
 	Status          careplanv1.CarePlan_Status
 	CoordinatorID   string
@@ -163,6 +167,10 @@ type Store interface {
 	// ListVersions returns up to limit versions after afterVersion, oldest
 	// first. ErrNotFound if the plan does not exist.
 	ListVersions(ctx context.Context, nhsNumber string, afterVersion int64, limit int) ([]*careplanv1.CarePlan, error)
+	// ListVersionsWithin is ListVersions bounded in bytes too (see Budget:
+	// at least one version when there is one). more reports that versions
+	// remain after those returned.
+	ListVersionsWithin(ctx context.Context, nhsNumber string, afterVersion int64, limit, maxBytes int) (versions []*careplanv1.CarePlan, more bool, err error)
 	// ListPlans returns up to q.Limit current plans related to q.Org, and
 	// the NHS number to continue after ("" when there are no more). It may
 	// return fewer than q.Limit with a non-empty continuation when it
@@ -181,6 +189,10 @@ type Store interface {
 	// Events returns up to limit change-feed events with revision >
 	// afterRevision, in revision order, each with the plan version it names.
 	Events(ctx context.Context, afterRevision int64, limit int) ([]*careplanv1.CarePlanEvent, error)
+	// EventsWithin is Events bounded in bytes too (see Budget: at least
+	// one event when there is one), so a reader of large plans holds no
+	// more than maxBytes of them, whatever limit says.
+	EventsWithin(ctx context.Context, afterRevision int64, limit, maxBytes int) ([]*careplanv1.CarePlanEvent, error)
 	// Revision returns the latest committed revision.
 	Revision(ctx context.Context) (int64, error)
 	// WaitRevision blocks until a revision > afterRevision is committed or

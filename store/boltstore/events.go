@@ -50,21 +50,32 @@ func (s *Store) RecordAccess(ctx context.Context, a store.Access) error {
 }
 
 // Events implements store.Store.
-func (s *Store) Events(_ context.Context, after int64, limit int) ([]*careplanv1.CarePlanEvent, error) {
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]*careplanv1.CarePlanEvent, error) {
+	return s.EventsWithin(ctx, after, limit, 0)
+}
+
+// EventsWithin implements store.Store.
+func (s *Store) EventsWithin(_ context.Context, after int64, limit, maxBytes int) ([]*careplanv1.CarePlanEvent, error) {
 	var out []*careplanv1.CarePlanEvent
 	err := s.view(func(tx *bolt.Tx) error {
 		out = nil
+		budget := store.Budget{Max: maxBytes}
 		c := tx.Bucket(bucketRevisions).Cursor()
 		for k, v := c.Seek(u64(uint64(after) + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			ev := &careplanv1.CarePlanEvent{}
 			if err := proto.Unmarshal(v, ev); err != nil {
 				return fmt.Errorf("decode revision: %w", err)
 			}
-			p, err := versionTx(tx, ev.GetNhsNumber(), ev.GetCarePlan().GetVersion())
+			body, err := versionBodyTx(tx, ev.GetNhsNumber(), ev.GetCarePlan().GetVersion())
 			if err != nil {
 				return err
 			}
-			ev.CarePlan = p
+			if !budget.Fits(len(v) + len(body)) {
+				return nil
+			}
+			if ev.CarePlan, err = decodePlan(body, nil); err != nil {
+				return err
+			}
 			out = append(out, ev)
 		}
 		return nil

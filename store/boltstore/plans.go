@@ -327,17 +327,32 @@ func decodePlan(body []byte, err error) (*careplanv1.CarePlan, error) {
 }
 
 // ListVersions implements store.Store.
-func (s *Store) ListVersions(_ context.Context, nhs string, after int64, limit int) ([]*careplanv1.CarePlan, error) {
-	var out []*careplanv1.CarePlan
+func (s *Store) ListVersions(ctx context.Context, nhs string, after int64, limit int) ([]*careplanv1.CarePlan, error) {
+	out, _, err := s.ListVersionsWithin(ctx, nhs, after, limit, 0)
+	return out, err
+}
+
+// ListVersionsWithin implements store.Store.
+func (s *Store) ListVersionsWithin(_ context.Context, nhs string, after int64, limit, maxBytes int) ([]*careplanv1.CarePlan, bool, error) {
+	var (
+		out  []*careplanv1.CarePlan
+		more bool
+	)
 	err := s.view(func(tx *bolt.Tx) error {
+		out, more = nil, false
 		if tx.Bucket(bucketPlans).Get([]byte(nhs)) == nil {
 			return store.ErrNotFound
 		}
+		budget := store.Budget{Max: maxBytes}
 		c := tx.Bucket(bucketVersions).Cursor()
 		prefix := []byte(nhs)
-		for k, v := c.Seek(versionKey(nhs, after+1)); k != nil && bytes.HasPrefix(k, prefix) && len(out) < limit; k, v = c.Next() {
+		for k, v := c.Seek(versionKey(nhs, after+1)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(k) != len(prefix)+8 {
 				continue // another, longer key space; NHS numbers are fixed length
+			}
+			if len(out) == limit || !budget.Fits(len(v)) {
+				more = true
+				return nil
 			}
 			p := &careplanv1.CarePlan{}
 			if err := proto.Unmarshal(v, p); err != nil {
@@ -347,7 +362,7 @@ func (s *Store) ListVersions(_ context.Context, nhs string, after int64, limit i
 		}
 		return nil
 	})
-	return out, err
+	return out, more, err
 }
 
 // ListPlans implements store.Store.
@@ -365,22 +380,32 @@ func (s *Store) ListPlans(_ context.Context, q store.PlanQuery) ([]*store.Stored
 			k, v = c.Next()
 		}
 		lastScanned := q.After
+		budget := store.Budget{Max: q.MaxBytes}
 		for scanned := 0; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(out) == q.Limit || scanned == maxScan {
 				next = lastScanned // entries remain: continue after the last one read
 				return nil
 			}
 			nhs := string(k[len(prefix):])
-			lastScanned = nhs
 			scanned++
 			sum := &careplanv1.CarePlan{}
 			if err := proto.Unmarshal(v, sum); err != nil {
 				return fmt.Errorf("decode index entry: %w", err)
 			}
 			if !matches(sum, q) {
+				lastScanned = nhs
 				continue
 			}
-			p, err := storedTx(tx, nhs, func([]byte) bool { return true })
+			body, _, err := currentBodyTx(tx, nhs)
+			if err != nil {
+				return err
+			}
+			if !budget.Fits(len(body)) {
+				next = lastScanned // this plan starts the next page
+				return nil
+			}
+			lastScanned = nhs
+			p, err := store.NewStoredPlan(bytes.Clone(body), true) // body lives only as long as the transaction
 			if err != nil {
 				return err
 			}

@@ -29,12 +29,33 @@ func (s *Store) RecordAccess(ctx context.Context, a store.Access) error {
 	})
 }
 
-// Events implements store.Store. Revisions become visible in order (see
-// write), so a reader never sees revision n+1 without n.
+// Events implements store.Store.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]*careplanv1.CarePlanEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT r.revision, r.body, v.body FROM revisions r
-		LEFT JOIN versions v ON v.nhs = r.nhs AND v.version = r.version
-		WHERE r.revision > $1 ORDER BY r.revision LIMIT $2`, after, limit)
+	return s.EventsWithin(ctx, after, limit, 0)
+}
+
+// eventsSQL returns up to $2 events after revision $1 with their plan
+// versions, cut where store.Budget would cut them at $3 bytes: the first
+// row, then rows while the running total stays within $3. The sizes come
+// from the TOAST headers, so rows past the cut are never read in full.
+const eventsSQL = `
+SELECT revision, body, version FROM (
+	SELECT r.revision, r.body, v.body AS version,
+		row_number() OVER w AS n,
+		sum(octet_length(r.body) + coalesce(octet_length(v.body), 0)) OVER w AS upto
+	FROM revisions r
+	LEFT JOIN versions v ON v.nhs = r.nhs AND v.version = r.version
+	WHERE r.revision > $1
+	WINDOW w AS (ORDER BY r.revision)
+	ORDER BY r.revision LIMIT $2
+) e
+WHERE n = 1 OR $3 <= 0 OR upto <= $3
+ORDER BY revision`
+
+// EventsWithin implements store.Store. Revisions become visible in order
+// (see write), so a reader never sees revision n+1 without n.
+func (s *Store) EventsWithin(ctx context.Context, after int64, limit, maxBytes int) ([]*careplanv1.CarePlanEvent, error) {
+	rows, err := s.pool.Query(ctx, eventsSQL, after, limit, maxBytes)
 	if err != nil {
 		return nil, s.mapErr(ctx, err)
 	}

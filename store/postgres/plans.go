@@ -208,32 +208,67 @@ func lookupRequest(queryRow func(sql string, args ...any) pgx.Row, key string) (
 
 // ListVersions implements store.Store.
 func (s *Store) ListVersions(ctx context.Context, nhs string, after int64, limit int) ([]*careplanv1.CarePlan, error) {
-	rows, err := s.pool.Query(ctx, `SELECT body FROM versions WHERE nhs = $1 AND version > $2 ORDER BY version LIMIT $3`, nhs, after, limit)
+	out, _, err := s.ListVersionsWithin(ctx, nhs, after, limit, 0)
+	return out, err
+}
+
+// listVersionsSQL returns up to $3 + 1 versions after version $2 of plan
+// $1, each with whether it fits store.Budget at $4 bytes. A version that
+// does not fit comes without its body (the sizes come from the TOAST
+// headers): it only tells that more remain.
+const listVersionsSQL = `
+SELECT CASE WHEN fits THEN body END, fits FROM (
+	SELECT version, body, row_number() OVER w = 1 OR $4 <= 0 OR sum(octet_length(body)) OVER w <= $4 AS fits
+	FROM versions WHERE nhs = $1 AND version > $2
+	WINDOW w AS (ORDER BY version)
+	ORDER BY version LIMIT $3 + 1
+) page ORDER BY version`
+
+// ListVersionsWithin implements store.Store.
+func (s *Store) ListVersionsWithin(ctx context.Context, nhs string, after int64, limit, maxBytes int) ([]*careplanv1.CarePlan, bool, error) {
+	rows, err := s.pool.Query(ctx, listVersionsSQL, nhs, after, limit, maxBytes)
 	if err != nil {
-		return nil, s.mapErr(ctx, err)
+		return nil, false, s.mapErr(ctx, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*careplanv1.CarePlan, error) {
-		var body []byte
-		if err := r.Scan(&body); err != nil {
-			return nil, err
+	defer rows.Close()
+	var (
+		out  []*careplanv1.CarePlan
+		more bool
+	)
+	for rows.Next() {
+		var (
+			body []byte
+			fits bool
+		)
+		if err := rows.Scan(&body, &fits); err != nil {
+			return nil, false, s.mapErr(ctx, err)
 		}
-		return unmarshalPlan(body)
-	})
-	if err != nil {
-		return nil, s.mapErr(ctx, err)
+		if len(out) == limit || !fits {
+			more = true
+			break
+		}
+		p, err := unmarshalPlan(body)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, false, s.mapErr(ctx, err)
 	}
 	if len(out) == 0 {
 		// Versions are never deleted, so only an empty page needs to ask
 		// whether the plan exists at all.
 		var exists bool
 		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM plans WHERE nhs = $1)`, nhs).Scan(&exists); err != nil {
-			return nil, s.mapErr(ctx, err)
+			return nil, false, s.mapErr(ctx, err)
 		}
 		if !exists {
-			return nil, store.ErrNotFound
+			return nil, false, store.ErrNotFound
 		}
 	}
-	return out, nil
+	return out, more, nil
 }
 
 // listPlansSQL reads at most maxScan index rows after the continuation
@@ -241,7 +276,10 @@ func (s *Store) ListVersions(ctx context.Context, nhs string, after int64, limit
 // returns them with their bodies. The outer join from the scan summary
 // yields one row even when nothing matched, so the caller still learns how
 // far the scan went. $1 org, $2 after, $3 status (0 = any), $4 coordinator
-// ("" = any), $5 review due before ("" = any), $6 limit, $7 maxScan.
+// ("" = any), $5 review due before ("" = any), $6 limit, $7 maxScan, $8
+// the byte budget (0 = none). As in store.Budget, a hit fits while the
+// bodies up to it stay within $8 (the first always); one that does not
+// comes without its body and ends the page.
 const listPlansSQL = `
 WITH scan AS (
 	SELECT nhs, status, coordinator_id, next_review_date FROM org_plans
@@ -253,17 +291,20 @@ WITH scan AS (
 	  AND ($5 = '' OR (next_review_date <> '' AND next_review_date < $5))
 	ORDER BY nhs LIMIT $6 + 1
 )
-SELECT sc.n, sc.last, h.nhs, v.body
-FROM (SELECT count(*) AS n, max(nhs) AS last FROM scan) sc
-LEFT JOIN hits h ON true
-LEFT JOIN plans p ON p.nhs = h.nhs
-LEFT JOIN versions v ON v.nhs = p.nhs AND v.version = p.version
-ORDER BY h.nhs`
+SELECT n, last, nhs, CASE WHEN fits THEN body END, fits FROM (
+	SELECT sc.n, sc.last, h.nhs, v.body,
+		row_number() OVER w = 1 OR $8 <= 0 OR sum(octet_length(v.body)) OVER w <= $8 AS fits
+	FROM (SELECT count(*) AS n, max(nhs) AS last FROM scan) sc
+	LEFT JOIN hits h ON true
+	LEFT JOIN plans p ON p.nhs = h.nhs
+	LEFT JOIN versions v ON v.nhs = p.nhs AND v.version = p.version
+	WINDOW w AS (ORDER BY h.nhs)
+) page ORDER BY nhs`
 
 // ListPlans implements store.Store. It is one statement, so it reads one
 // snapshot.
 func (s *Store) ListPlans(ctx context.Context, q store.PlanQuery) ([]*store.StoredPlan, string, error) {
-	rows, err := s.pool.Query(ctx, listPlansSQL, q.Org, q.After, int32(q.Status), q.CoordinatorID, q.ReviewDueBefore, q.Limit, maxScan)
+	rows, err := s.pool.Query(ctx, listPlansSQL, q.Org, q.After, int32(q.Status), q.CoordinatorID, q.ReviewDueBefore, q.Limit, maxScan, q.MaxBytes)
 	if err != nil {
 		return nil, "", s.mapErr(ctx, err)
 	}
@@ -278,14 +319,15 @@ func (s *Store) ListPlans(ctx context.Context, q store.PlanQuery) ([]*store.Stor
 		var (
 			nhs  *string
 			body []byte
+			fits bool
 		)
-		if err := rows.Scan(&scanned, &last, &nhs, &body); err != nil {
+		if err := rows.Scan(&scanned, &last, &nhs, &body, &fits); err != nil {
 			return nil, "", s.mapErr(ctx, err)
 		}
 		if nhs == nil {
 			continue // nothing matched
 		}
-		if len(out) == q.Limit {
+		if len(out) == q.Limit || !fits {
 			more = true // a further match exists: continue after this page
 			break
 		}

@@ -50,6 +50,7 @@ func Run(t *testing.T, h Harness) {
 		{"ListAuditScope", testListAuditScope},
 		{"RevisionsAndEvents", testRevisions},
 		{"WaitRevision", testWaitRevision},
+		{"ReadsBoundedInBytes", testBoundedReads},
 		{"Restart", testRestart},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"ConcurrentAudit", testConcurrentAudit},
