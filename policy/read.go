@@ -57,3 +57,22 @@ func CheckRead(pr *auth.Principal, f ReadFacts, accessReason string) (breakGlass
 	}
 	return true, nil
 }
+
+// InFeed decides whether a change-feed event about a plan may reach a
+// watcher from org. The organisation must be related to the plan as the
+// event carries it, and to the plan now: now returns the current version's
+// read facts for org, and is called only when the first holds. So an
+// organisation removed from a plan gets nothing more of it on the feed, old
+// revisions included, and one added later gets none of the versions from
+// before it took part. Break-glass plays no part: watching needs
+// careplan:read.
+func InFeed(eventPlan *careplanv1.CarePlan, org string, now func() (ReadFacts, error)) (bool, error) {
+	if !Related(eventPlan, org) {
+		return false, nil
+	}
+	f, err := now()
+	if err != nil {
+		return false, err
+	}
+	return f.Related, nil
+}

@@ -24,6 +24,8 @@ type carePlanService struct {
 	store  store.Store
 	limits validate.Limits
 	watch  WatchOptions
+	// pageBytes bounds the stored bytes of the plans in one list page.
+	pageBytes int
 }
 
 func (s *carePlanService) CreateCarePlan(ctx context.Context, req *careplanv1.CreateCarePlanRequest) (*careplanv1.CarePlan, error) {
@@ -116,7 +118,7 @@ func (s *carePlanService) ListCarePlans(ctx context.Context, req *careplanv1.Lis
 		return nil, toStatus(err)
 	}
 	plans, next, err := s.store.ListPlans(ctx, store.PlanQuery{
-		Org: p.Org, After: after, Limit: pageSize(req.GetPageSize(), s.limits.MaxPageSize),
+		Org: p.Org, After: after, Limit: pageSize(req.GetPageSize(), s.limits.MaxPageSize), MaxBytes: s.pageBytes,
 		Status: req.GetStatus(), CoordinatorID: req.GetCoordinatorId(), ReviewDueBefore: req.GetReviewDueBefore(),
 	})
 	if err != nil {
@@ -153,16 +155,15 @@ func (s *carePlanService) ListCarePlanVersions(ctx context.Context, req *carepla
 			return nil, toStatus(invalid(validate.FieldViolation{Field: "page_token", Description: "invalid page token"}))
 		}
 	}
-	limit := pageSize(req.GetPageSize(), s.limits.MaxPageSize)
-	// One extra tells whether another page exists.
-	versions, err := s.store.ListVersions(ctx, req.GetNhsNumber(), after, limit+1)
+	// A page ends at page_size versions or at the byte bound, whichever
+	// comes first; the token continues after its last version.
+	versions, more, err := s.store.ListVersionsWithin(ctx, req.GetNhsNumber(), after, pageSize(req.GetPageSize(), s.limits.MaxPageSize), s.pageBytes)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	resp := &careplanv1.ListCarePlanVersionsResponse{Versions: versions}
-	if len(versions) > limit {
-		resp.Versions = versions[:limit]
-		resp.NextPageToken = encodePageToken(strconv.FormatInt(versions[limit-1].GetVersion(), 10), req.GetNhsNumber())
+	if more {
+		resp.NextPageToken = encodePageToken(strconv.FormatInt(versions[len(versions)-1].GetVersion(), 10), req.GetNhsNumber())
 	}
 	return resp, nil
 }

@@ -40,6 +40,9 @@ const streamWorkers = 256
 // DefaultMaxRequestBytes is the largest request message accepted (1 MiB).
 const DefaultMaxRequestBytes = 1 << 20
 
+// DefaultMaxResponseBytes bounds the plans one list response carries (4 MiB).
+const DefaultMaxResponseBytes = 4 << 20
+
 // TokenVerifier turns a bearer token into a verified principal.
 type TokenVerifier interface {
 	Verify(ctx context.Context, token string) (*auth.Principal, error)
@@ -57,6 +60,11 @@ type Config struct {
 	// MaxRequestBytes bounds one request message. Default 1 MiB; larger
 	// requests fail with RESOURCE_EXHAUSTED.
 	MaxRequestBytes int
+	// MaxResponseBytes bounds the plans (as stored) in one page of
+	// ListCarePlans or ListCarePlanVersions: a page ends early, with a
+	// next_page_token, rather than go over it, and holds at least one plan.
+	// Default 4 MiB.
+	MaxResponseBytes int
 	// Creds enables TLS (or mutual TLS); nil serves plaintext.
 	Creds credentials.TransportCredentials
 	// Watch bounds slow watchers.
@@ -104,6 +112,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
 	if cfg.MaxConcurrentStreams == 0 {
 		cfg.MaxConcurrentStreams = 1000
 	}
@@ -115,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TokenCacheSize >= 0 {
 		verifier = newTokenCache(cfg.Verifier, cmp.Or(cfg.TokenCacheSize, 10000), cmp.Or(cfg.TokenCacheMaxAge, 5*time.Minute))
 	}
-	svc := &carePlanService{store: cfg.Store, limits: cfg.Limits, watch: cfg.Watch}
+	svc := &carePlanService{store: cfg.Store, limits: cfg.Limits, watch: cfg.Watch, pageBytes: cfg.MaxResponseBytes}
 	a := &authenticator{verifier: verifier}
 	logOpts := []logging.Option{
 		logging.WithLogOnEvents(logging.FinishCall),

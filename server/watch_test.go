@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,4 +202,147 @@ func TestSlowWatcherCutOff(t *testing.T) {
 
 func withTokenCtx(ctx context.Context, tok string) context.Context {
 	return withTokenParent(ctx, tok)
+}
+
+// padGoals adds trust-owned goals carrying about n bytes of text, so plans
+// can be made large within the content bounds (10,000 characters a field).
+func padGoals(p *careplanv1.CarePlan, n int) *careplanv1.CarePlan {
+	for i := 0; n > 0; i++ {
+		size := min(n, 10000)
+		p.Goals = append(p.Goals, &careplanv1.Goal{Id: "g-pad-" + strconv.Itoa(i), Description: strings.Repeat("x", size),
+			Status: careplanv1.Goal_STATUS_ACTIVE, Owner: fixture.Trust()})
+		n -= size
+	}
+	return p
+}
+
+// TestStuckWatcherCutOffWhileConnected: a watcher whose client reads one
+// event and then nothing, while staying connected, is let go after the send
+// timeout even though its Send is blocked on flow control: the handler
+// returns RESOURCE_EXHAUSTED / WATCH_TOO_SLOW. When the client reads again
+// it gets exactly the events up to resume_from_revision, then that status;
+// resuming there gives the rest, with no gap and no duplicate.
+func TestStuckWatcherCutOffWhileConnected(t *testing.T) {
+	returned := make(chan error, 8)
+	e := newEnv(t, func(c *server.Config) {
+		c.Watch = server.WatchOptions{SendTimeout: 200 * time.Millisecond, MaxBatchBytes: 100 << 10}
+		// Innermost, it sees the handler itself return.
+		c.ExtraOptions = append(c.ExtraOptions, grpc.ChainStreamInterceptor(
+			func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				err := h(srv, ss)
+				if info.FullMethod == careplanv1.CarePlanService_WatchCarePlans_FullMethodName {
+					select {
+					case returned <- err:
+					default:
+					}
+				}
+				return err
+			}))
+	})
+	conn, err := grpc.NewClient(e.Conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	nhs := fixture.NHSNumber(45)
+	cur := e.create(trustUser, padGoals(fixture.TrustPlan(nhs), 40000))
+	stream, err := careplanv1.NewCarePlanServiceClient(conn).WatchCarePlans(withTokenCtx(context.Background(), e.token(council)), &careplanv1.WatchCarePlansRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recvN(t, stream, 1)
+
+	// 30 versions of ~40 KB: far more than the 64 KiB windows hold.
+	const writes = 30
+	for i := range writes {
+		cur = e.bump(trustUser, cur, "stuck "+strconv.Itoa(i))
+	}
+	select {
+	case err := <-returned:
+		if info, _ := wantCode(t, err, codes.ResourceExhausted); info.GetReason() != "WATCH_TOO_SLOW" {
+			t.Fatalf("handler returned reason %q", info.GetReason())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch handler did not return while its client stayed connected without reading")
+	}
+
+	seen := []int64{1}
+	var resume int64
+	for {
+		ev, err := stream.Recv()
+		if err != nil {
+			info, _ := wantCode(t, err, codes.ResourceExhausted)
+			if info.GetReason() != "WATCH_TOO_SLOW" {
+				t.Fatalf("reason = %q", info.GetReason())
+			}
+			if resume, err = strconv.ParseInt(info.GetMetadata()["resume_from_revision"], 10, 64); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		seen = append(seen, ev.GetRevision())
+	}
+	// Exactly 1..resume arrived: every event queued before the cut-off,
+	// and none past the named revision.
+	for i, r := range seen {
+		if r != int64(i+1) {
+			t.Fatalf("before the cut-off: revision %d at position %d (%v)", r, i, seen)
+		}
+	}
+	if resume != int64(len(seen)) || resume >= writes+1 {
+		t.Fatalf("resume_from_revision = %d after receiving revisions 1..%d of %d", resume, len(seen), writes+1)
+	}
+	rest := recvN(t, e.watch(context.Background(), council, resume), int(writes+1-resume))
+	for i, ev := range rest {
+		if ev.GetRevision() != resume+int64(i)+1 {
+			t.Fatalf("after resume: revision %d at position %d", ev.GetRevision(), i)
+		}
+	}
+	if !proto.Equal(rest[len(rest)-1].GetCarePlan(), cur) {
+		t.Fatal("the last event does not carry the last version")
+	}
+}
+
+// TestWatchForgetsRemovedOrganisation: once the council is removed from a
+// plan it can no longer read the plan, and the feed gives it nothing more
+// of that plan either: not the later versions on a live watch, and not the
+// old versions on a watch from 0. Other plans still reach it, and the
+// coordinator still gets everything.
+func TestWatchForgetsRemovedOrganisation(t *testing.T) {
+	e := newEnv(t)
+	removed := fixture.NHSNumber(46)
+	a := e.create(trustUser, fixture.TrustPlan(removed))                  // rev 1
+	a = e.bump(trustUser, a, "with the council")                          // rev 2
+	kept := e.create(trustUser, fixture.TrustPlan(fixture.NHSNumber(47))) // rev 3
+	live := e.watch(context.Background(), council, 0)
+	if evs := recvN(t, live, 3); evs[0].GetNhsNumber() != removed || evs[2].GetNhsNumber() != kept.GetNhsNumber() {
+		t.Fatalf("council feed before removal = %v", evs)
+	}
+
+	// The coordinator takes the council out of the team (rev 4) and
+	// changes the plan again (rev 5).
+	a, err := e.plans.UpdateCarePlan(e.as(trustUser), &careplanv1.UpdateCarePlanRequest{CarePlan: &careplanv1.CarePlan{
+		NhsNumber: removed, Etag: a.GetEtag(), Team: a.GetTeam()[:1],
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.bump(trustUser, a, "without the council")
+	_, err = e.plans.GetCarePlan(e.as(council), &careplanv1.GetCarePlanRequest{NhsNumber: removed})
+	wantCode(t, err, codes.PermissionDenied)
+	marker := e.create(trustUser, fixture.TrustPlan(fixture.NHSNumber(48))) // rev 6
+
+	if ev := recvN(t, live, 1)[0]; ev.GetRevision() != 6 || ev.GetNhsNumber() != marker.GetNhsNumber() {
+		t.Fatalf("live council watcher got revision %d after the removal, want only the other plan's 6", ev.GetRevision())
+	}
+	fresh := recvN(t, e.watch(context.Background(), council, 0), 2)
+	if fresh[0].GetRevision() != 3 || fresh[1].GetRevision() != 6 {
+		t.Fatalf("council watch from 0 = revisions %d, %d; want 3 and 6 only", fresh[0].GetRevision(), fresh[1].GetRevision())
+	}
+	for i, ev := range recvN(t, e.watch(context.Background(), trustUser, 0), 6) {
+		if ev.GetRevision() != int64(i+1) {
+			t.Fatalf("coordinator feed: revision %d at position %d", ev.GetRevision(), i)
+		}
+	}
 }
