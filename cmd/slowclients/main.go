@@ -55,6 +55,7 @@ type config struct {
 	slowEvery         time.Duration
 	during, connected time.Duration
 	settle            time.Duration
+	memLimit          string
 }
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	flag.DurationVar(&c.during, "during", 5*time.Second, "first sample this long after the watchers started (within the send timeout)")
 	flag.DurationVar(&c.connected, "connected", 20*time.Second, "second sample this long after the watchers started (past the send timeout), clients still connected")
 	flag.DurationVar(&c.settle, "settle", 5*time.Second, "last sample this long after every client left")
+	flag.StringVar(&c.memLimit, "live", "", "run the server with GOGC=off and this GOMEMLIMIT (e.g. 16MiB), so the heap in use follows the live heap (default: the server's own GC settings)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -97,7 +99,7 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
-	srv, err := startServer(ctx, bin, data, filepath.Join(dir, "server.log"))
+	srv, err := startServer(ctx, bin, data, filepath.Join(dir, "server.log"), c.memLimit)
 	if err != nil {
 		return err
 	}
@@ -207,7 +209,7 @@ func freeLoopbackAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startServer(ctx context.Context, bin, data, logPath string) (*server, error) {
+func startServer(ctx context.Context, bin, data, logPath, memLimit string) (*server, error) {
 	addr, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -224,6 +226,9 @@ func startServer(ctx context.Context, bin, data, logPath string) (*server, error
 	cmd := exec.Command(bin, "--dev", "--addr", addr, "--data", data, "--metrics-addr", maddr,
 		"--rate-limit", "0", "--log-level", "WARN")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if memLimit != "" {
+		cmd.Env = append(os.Environ(), "GOGC=off", "GOMEMLIMIT="+memLimit)
+	}
 	// Killed with this process, so an interrupted run leaves no server.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
