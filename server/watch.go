@@ -14,6 +14,7 @@ import (
 	"github.com/careplan/careplan/auth"
 	"github.com/careplan/careplan/policy"
 	careplanv1 "github.com/careplan/careplan/proto/careplan/v1"
+	"github.com/careplan/careplan/store"
 )
 
 // WatchOptions bound what one slow watcher may cost.
@@ -73,10 +74,10 @@ func (s *carePlanService) WatchCarePlans(req *careplanv1.WatchCarePlansRequest, 
 			}
 			continue
 		}
-		current := map[string]policy.ReadFacts{} // this batch's reads of current plans
+		current := currentFacts{store: s.store, org: p.Org}
 		for _, ev := range events {
 			ok, err := policy.InFeed(ev.GetCarePlan(), p.Org, func() (policy.ReadFacts, error) {
-				return s.currentFacts(ctx, ev.GetNhsNumber(), p.Org, current)
+				return current.get(ctx, ev.GetNhsNumber())
 			})
 			if err != nil {
 				return watchEnd(ctx, err)
@@ -93,18 +94,32 @@ func (s *carePlanService) WatchCarePlans(req *careplanv1.WatchCarePlansRequest, 
 	}
 }
 
-// currentFacts returns the read facts of the plan's current version for
-// org, read once per plan per batch: a watcher stops getting a plan at most
-// one batch after its organisation was removed from it.
-func (s *carePlanService) currentFacts(ctx context.Context, nhs, org string, cache map[string]policy.ReadFacts) (policy.ReadFacts, error) {
-	if f, ok := cache[nhs]; ok {
+// factsMaxAge bounds how long a watcher trusts a read of a current plan.
+const factsMaxAge = time.Second
+
+// currentFacts reads the facts of current plans for org, once per plan for
+// one batch and for at most factsMaxAge, so the feed stays cheap and an
+// organisation removed from a plan stops getting it within a second, even on
+// a watcher that reads slowly through its batch.
+type currentFacts struct {
+	store  store.Store
+	org    string
+	cache  map[string]policy.ReadFacts
+	readAt time.Time
+}
+
+func (c *currentFacts) get(ctx context.Context, nhs string) (policy.ReadFacts, error) {
+	if c.cache == nil || time.Since(c.readAt) > factsMaxAge {
+		c.cache, c.readAt = map[string]policy.ReadFacts{}, time.Now()
+	}
+	if f, ok := c.cache[nhs]; ok {
 		return f, nil
 	}
-	sp, err := s.store.GetStored(ctx, nhs, org)
+	sp, err := c.store.GetStored(ctx, nhs, c.org)
 	if err != nil {
 		return policy.ReadFacts{}, err
 	}
-	cache[nhs] = sp.Facts
+	c.cache[nhs] = sp.Facts
 	return sp.Facts, nil
 }
 

@@ -346,3 +346,47 @@ func TestWatchForgetsRemovedOrganisation(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchStopsRemovedPlanMidBatch: a watcher reading slowly through a
+// batch does not keep getting a plan for long after its organisation was
+// removed from it: the current plan is read again after a second.
+func TestWatchStopsRemovedPlanMidBatch(t *testing.T) {
+	e := newEnv(t)
+	conn, err := grpc.NewClient(e.Conn.Target(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	nhs := fixture.NHSNumber(49)
+	cur := e.create(trustUser, padGoals(fixture.TrustPlan(nhs), 30000))
+	const versions = 20 // of ~32 KB: one batch, far more than the windows hold
+	for i := 1; i < versions; i++ {
+		cur = e.bump(trustUser, cur, "v"+strconv.Itoa(i))
+	}
+	stream, err := careplanv1.NewCarePlanServiceClient(conn).WatchCarePlans(withTokenCtx(context.Background(), e.token(council)), &careplanv1.WatchCarePlansRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recvN(t, stream, 1)
+	if _, err := e.plans.UpdateCarePlan(e.as(trustUser), &careplanv1.UpdateCarePlanRequest{CarePlan: &careplanv1.CarePlan{
+		NhsNumber: nhs, Etag: cur.GetEtag(), Team: cur.GetTeam()[:1],
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	marker := e.create(trustUser, fixture.TrustPlan(fixture.NHSNumber(50)))
+	got := 1
+	for {
+		ev := recvN(t, stream, 1)[0]
+		if ev.GetNhsNumber() == marker.GetNhsNumber() {
+			break
+		}
+		got++
+	}
+	// What was already queued for the stream still arrives; the rest of
+	// the batch does not.
+	if got >= versions {
+		t.Fatalf("the council got all %d versions after it was removed from the plan", got)
+	}
+}
