@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -40,10 +42,78 @@ type tokenClaims struct {
 }
 
 func (c *tokenClaims) UnmarshalJSON(b []byte) error {
-	if err := json.Unmarshal(b, &c.RegisteredClaims); err != nil {
+	// encoding/json keeps the last of repeated names, as RFC 7519 allows,
+	// but a gateway or log in front may keep the first: a token must name
+	// each claim once to mean one thing to every reader.
+	if err := json.Unmarshal(b, &c.raw); err != nil {
 		return err
 	}
-	return json.Unmarshal(b, &c.raw)
+	if !uniqueMembers(b) {
+		return reject("duplicate claim")
+	}
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		if !isNumericDate(c.raw[name]) {
+			return reject("bad " + name)
+		}
+	}
+	// Decoded by exact name: encoding/json matches struct fields without
+	// regard to case, and would take "EXP" or "Iss" for registered claims.
+	r := &c.RegisteredClaims
+	for name, field := range map[string]any{
+		"iss": &r.Issuer, "sub": &r.Subject, "aud": &r.Audience, "jti": &r.ID,
+		"exp": &r.ExpiresAt, "nbf": &r.NotBefore, "iat": &r.IssuedAt,
+	} {
+		if raw, ok := c.raw[name]; ok {
+			if err := json.Unmarshal(raw, field); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z. Larger values, converted to
+// int64 seconds, come out differently on different CPUs.
+const maxNumericDate = 253402300799
+
+// isNumericDate reports whether raw is absent, null, or a NumericDate (RFC
+// 7519 section 2): a JSON number, here from 1970 to the year 9999. The JWT
+// library would also take a string holding a number.
+func isNumericDate(raw json.RawMessage) bool {
+	if raw == nil || string(raw) == "null" {
+		return true
+	}
+	if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+		return false
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	return err == nil && f >= 0 && f <= maxNumericDate
+}
+
+// uniqueMembers reports whether b is a JSON object that names no member
+// twice.
+func uniqueMembers(b []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		name, _ := tok.(string)
+		if seen[name] {
+			return false
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // claim decodes the named claim into v, leaving v as it is if the claim is
@@ -53,8 +123,10 @@ func (c *tokenClaims) claim(name string, v any) bool {
 	return !ok || json.Unmarshal(raw, v) == nil
 }
 
-// odsCode matches an ODS organisation code once upper-cased.
-var odsCode = regexp.MustCompile(`^[A-Z0-9]{1,9}$`)
+// odsCode matches an ODS organisation code in either case. It is checked
+// before upper-casing, because strings.ToUpper turns some other letters
+// into ASCII ones ("ı" into "I", "ſ" into "S").
+var odsCode = regexp.MustCompile(`^[A-Za-z0-9]{1,9}$`)
 
 var orgTypes = map[string]careplanv1.Organisation_Type{
 	"nhs":     careplanv1.Organisation_TYPE_NHS,
@@ -112,10 +184,10 @@ func newClaimMapping(ic IssuerConfig) (claimMapping, error) {
 func odsSet(codes []string) (map[string]bool, error) {
 	var set map[string]bool
 	for _, c := range codes {
-		code := strings.ToUpper(c)
-		if !odsCode.MatchString(code) {
+		if !odsCode.MatchString(c) {
 			return nil, fmt.Errorf("%q is not an ODS code", c)
 		}
+		code := strings.ToUpper(c)
 		if set == nil {
 			set = map[string]bool{}
 		}
@@ -155,10 +227,10 @@ func (m *claimMapping) principal(c *tokenClaims) (*Principal, error) {
 	if org == "" {
 		return nil, reject("missing org")
 	}
-	org = strings.ToUpper(org)
 	if !odsCode.MatchString(org) {
 		return nil, reject("bad org")
 	}
+	org = strings.ToUpper(org)
 	if !c.claim(m.names.OrgType, &orgType) {
 		return nil, reject("bad org_type")
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -132,6 +133,18 @@ func (s *Signer) Mint(c Claims) (string, error) {
 	})
 	tok.Header[jwkset.HeaderKID] = s.kid
 	return tok.SignedString(s.key)
+}
+
+// SignRaw signs header and payload exactly as given, with no checks, so
+// that tests can make tokens Mint never writes (a crit header, a string
+// exp, a duplicated claim) and show that a Verifier refuses them.
+func (s *Signer) SignRaw(header, payload []byte) (string, error) {
+	input := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(payload)
+	sig, err := s.method.Sign(input, s.key)
+	if err != nil {
+		return "", err
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }
 
 func numericDate(t time.Time) *jwt.NumericDate {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -112,6 +114,12 @@ func NewVerifier(cfg Config) (_ *Verifier, err error) {
 		parser: jwt.NewParser(
 			jwt.WithValidMethods(allowedAlgs),
 			jwt.WithExpirationRequired(),
+			// An iat in the future (beyond the leeway) is a broken or
+			// forged issuer clock.
+			jwt.WithIssuedAt(),
+			// One encoding per token: no set unused bits in the last
+			// base64url character (padding is refused by default).
+			jwt.WithStrictDecoding(),
 			jwt.WithLeeway(cfg.Leeway),
 			jwt.WithTimeFunc(cfg.Now),
 		),
@@ -159,11 +167,17 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 	if len(token) > v.maxTokenBytes {
 		return nil, reject("token too large")
 	}
+	if !compactJWS(token) {
+		return nil, reject("malformed token")
+	}
 	var claims tokenClaims
 	var iss *issuer
 	tok, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
 		// The unverified iss only picks whose keys to try; a token naming
 		// issuer B still needs a valid signature from one of B's keys.
+		if err := v.checkHeader(t); err != nil {
+			return nil, err
+		}
 		iss = v.issuers[claims.Issuer]
 		if iss == nil {
 			return nil, reject("unknown issuer")
@@ -203,6 +217,8 @@ func rejection(tok *jwt.Token, err error) error {
 		return reject("token expired")
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
 		return reject("token not yet valid")
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return reject("token used before issued")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
 		// exp is the only claim the parser is told to require.
 		return reject("missing exp")
@@ -216,4 +232,62 @@ func headerAlg(tok *jwt.Token) string {
 	}
 	alg, _ := tok.Header["alg"].(string)
 	return alg
+}
+
+// compactJWS reports whether token has only the characters of the JWS
+// compact serialisation: base64url without padding, and dots. The parser
+// checks the rest, but encoding/base64 skips CR and LF, which would let
+// one token be written many ways.
+func compactJWS(token string) bool {
+	for i := 0; i < len(token); i++ {
+		switch c := token[i]; {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// checkHeader refuses a JOSE header that asks for more than careplan
+// does, or that readers could read differently. It runs before any key is
+// looked up.
+func (v *Verifier) checkHeader(t *jwt.Token) error {
+	// The parser has decoded this segment once already; the library keeps
+	// only the map, which cannot show a repeated name.
+	head, _, _ := strings.Cut(t.Raw, ".")
+	raw, err := v.parser.DecodeSegment(head)
+	if err != nil || !uniqueMembers(raw) {
+		return reject("duplicate header parameter")
+	}
+	// RFC 7515 section 4.1.11: a verifier must refuse extensions listed
+	// in crit that it does not understand, and careplan understands none.
+	if _, ok := t.Header["crit"]; ok {
+		return reject("unsupported critical header")
+	}
+	// b64 (RFC 7797) and zip (JWE only) change what the payload bytes
+	// mean; a token that uses them is not one this verifier can read.
+	for _, name := range []string{"b64", "zip"} {
+		if _, ok := t.Header[name]; ok {
+			return reject("unsupported header parameter")
+		}
+	}
+	if !isStringOrAbsent(t.Header, jwkset.HeaderKID) {
+		return reject("bad kid")
+	}
+	if !isStringOrAbsent(t.Header, "typ") {
+		return reject("bad typ")
+	}
+	// jwk, jku, x5u and x5c are ignored: keys come only from the issuer's
+	// configured JWKS (see issuer.key).
+	return nil
+}
+
+func isStringOrAbsent(header map[string]any, name string) bool {
+	v, ok := header[name]
+	if !ok {
+		return true
+	}
+	_, isString := v.(string)
+	return isString
 }
